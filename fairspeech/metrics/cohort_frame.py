@@ -1,0 +1,218 @@
+"""CohortFrame: WER overall and by cohort with speaker-level uncertainty, in the spirit of fairlearn's MetricFrame.
+
+    frame = CohortFrame(utterances, by=["gender", "age"], n_boot=1000, seed=0)
+    frame.overall        # speakers, utterances, words, errors, WER and its interval
+    frame.by_group       # one row per cohort (intersection of the attributes): WER, interval,
+                         # difference/ratio to overall and to the best cohort, permutation p-value, BH
+    frame.difference()   # worst - best WER ("between_groups"), or largest |cohort - overall| ("to_overall")
+    frame.ratio()        # best / worst WER, or smallest cohort/overall ratio
+    frame.gap            # worst vs best cohort with bootstrap intervals of their difference and ratio
+
+Cohorts with fewer than ``min_speakers`` speakers are not reported one by one (privacy and
+stability) and are counted in ``frame.suppressed``; they still count in the overall figures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairspeech.data import schema
+from fairspeech.metrics import bootstrap as bs
+
+MISSING = "(missing)"
+
+
+def unit_sums(utterances: pd.DataFrame, by: Sequence[str], speaker: str = schema.SPEAKER_ID) -> pd.DataFrame:
+    """Errors, words and utterances summed per (cohort, speaker): the resampling units."""
+    keys = list(by) + [speaker]
+    frame = utterances[keys + [schema.ERRORS, schema.REF_WORDS]].copy()
+    for column in by:
+        frame[column] = frame[column].astype("string").fillna(MISSING)
+    grouped = frame.groupby(keys, sort=True, observed=True)
+    units = grouped[[schema.ERRORS, schema.REF_WORDS]].sum()
+    units["utterances"] = grouped.size()
+    return units.reset_index()
+
+
+class CohortFrame:
+    """WER by cohort of one attribute or one intersection of attributes; see the module docstring."""
+
+    def __init__(
+        self,
+        utterances: pd.DataFrame,
+        by: str | Sequence[str] | None = None,
+        *,
+        speaker: str = schema.SPEAKER_ID,
+        n_boot: int = 1000,
+        n_permutations: int = 1000,
+        alpha: float = 0.05,
+        min_speakers: int = 5,
+        seed: int = 0,
+    ):
+        self.by = [by] if isinstance(by, str) else list(by or [])
+        self.speaker = speaker
+        self.n_boot = n_boot
+        self.n_permutations = n_permutations
+        self.alpha = alpha
+        self.min_speakers = min_speakers
+        self.seed = seed
+        missing = [c for c in self.by + [speaker, schema.ERRORS, schema.REF_WORDS] if c not in utterances.columns]
+        if missing:
+            raise KeyError(f"CohortFrame needs columns {missing}; have {list(utterances.columns)}")
+        self._compute(utterances)
+
+    @property
+    def name(self) -> str:
+        return " x ".join(self.by) if self.by else "overall"
+
+    # -- computation -------------------------------------------------------------------------
+    def _compute(self, utterances: pd.DataFrame) -> None:
+        speakers = unit_sums(utterances, [], self.speaker)
+        e, w = speakers[schema.ERRORS].to_numpy(float), speakers[schema.REF_WORDS].to_numpy(float)
+        rep_e, rep_w = bs.bootstrap_sums(e, w, self.n_boot, bs.stream(self.seed, "overall"))
+        low, high = bs.percentile_interval(bs.ratio(rep_e, rep_w), self.alpha)
+        self.overall = pd.Series(
+            {
+                "speakers": len(speakers),
+                "utterances": int(speakers["utterances"].sum()),
+                "ref_words": int(w.sum()),
+                "errors": int(e.sum()),
+                "wer": bs.ratio(e.sum(), w.sum()).item(),
+                "wer_low": float(low),
+                "wer_high": float(high),
+            }
+        )
+        self.suppressed = {"cohorts": 0, "speakers": 0, "utterances": 0}
+        self.gap = None
+        if not self.by:
+            self.by_group = pd.DataFrame()
+            return
+
+        units = unit_sums(utterances, self.by, self.speaker)
+        cohort_index = pd.MultiIndex.from_frame(units[self.by])
+        codes, labels = pd.factorize(cohort_index, sort=True)
+        labels = pd.MultiIndex.from_tuples(list(labels), names=self.by)
+        ue, uw = units[schema.ERRORS].to_numpy(float), units[schema.REF_WORDS].to_numpy(float)
+        k = len(labels)
+        table = pd.DataFrame(
+            {
+                "speakers": np.bincount(codes, minlength=k),
+                "utterances": np.bincount(codes, weights=units["utterances"], minlength=k).astype(int),
+                "ref_words": np.bincount(codes, weights=uw, minlength=k).astype(int),
+                "errors": np.bincount(codes, weights=ue, minlength=k).astype(int),
+            },
+            index=labels,
+        )
+        table["wer"] = bs.ratio(table["errors"], table["ref_words"])
+
+        stream_labels = [" x ".join(map(str, lab)) for lab in labels]
+        rep_e, rep_w = bs.stratified_bootstrap(ue, uw, codes, stream_labels, self.n_boot, self.seed)
+        rep_wer = bs.ratio(rep_e, rep_w)
+        # The overall figure of each replicate, built from the same stratified resample, so differences
+        # to overall carry the right correlation.
+        rep_overall = bs.ratio(rep_e.sum(axis=1), rep_w.sum(axis=1))
+        table["wer_low"], table["wer_high"] = bs.percentile_interval(rep_wer, self.alpha)
+
+        reported = (table["speakers"] >= self.min_speakers).to_numpy()
+        self.suppressed = {
+            "cohorts": int((~reported).sum()),
+            "speakers": int(table.loc[~reported, "speakers"].sum()),
+            "utterances": int(table.loc[~reported, "utterances"].sum()),
+        }
+        pvalues = bs.permutation_pvalues(ue, uw, codes, k, self.n_permutations, self.seed)
+
+        overall_wer = self.overall["wer"]
+        table["diff_overall"] = table["wer"] - overall_wer
+        table["ratio_overall"] = bs.ratio(table["wer"], overall_wer)
+        table["diff_overall_low"], table["diff_overall_high"] = bs.percentile_interval(rep_wer - rep_overall[:, None], self.alpha)
+        table["p_value"] = pvalues
+        table = table[reported]
+        rep_wer = rep_wer[:, reported]
+        table["p_adjusted"] = bs.benjamini_hochberg(table["p_value"].to_numpy())
+        table["significant"] = table["p_adjusted"] < self.alpha
+        if len(table):
+            best = int(np.nanargmin(table["wer"].to_numpy()))
+            worst = int(np.nanargmax(table["wer"].to_numpy()))
+            table["diff_best"] = table["wer"] - table["wer"].iloc[best]
+            table["ratio_best"] = bs.ratio(table["wer"], table["wer"].iloc[best])
+            self.gap = self._gap(table, rep_wer, best, worst)
+        self.by_group = table
+
+    def _gap(self, table: pd.DataFrame, rep_wer: np.ndarray, best: int, worst: int) -> dict:
+        diff = rep_wer[:, worst] - rep_wer[:, best]
+        rat = bs.ratio(rep_wer[:, worst], rep_wer[:, best])
+        d_low, d_high = bs.percentile_interval(diff, self.alpha)
+        r_low, r_high = bs.percentile_interval(rat, self.alpha)
+        w, b = table["wer"].iloc[worst], table["wer"].iloc[best]
+        return {
+            "worst": _label(table.index[worst]),
+            "best": _label(table.index[best]),
+            "wer_worst": float(w),
+            "wer_best": float(b),
+            "difference": float(w - b),
+            "difference_low": float(d_low),
+            "difference_high": float(d_high),
+            "ratio": float(w / b) if b > 0 else float("inf"),
+            "ratio_low": float(r_low),
+            "ratio_high": float(r_high),
+        }
+
+    # -- fairlearn-style views ---------------------------------------------------------------
+    def difference(self, method: str = "between_groups") -> float:
+        """``between_groups``: worst minus best cohort WER; ``to_overall``: largest |cohort - overall|."""
+        wer = self.by_group["wer"]
+        if method == "between_groups":
+            return float(wer.max() - wer.min())
+        if method == "to_overall":
+            return float((wer - self.overall["wer"]).abs().max())
+        raise ValueError(f"method must be 'between_groups' or 'to_overall', not {method!r}")
+
+    def ratio(self, method: str = "between_groups") -> float:
+        """``between_groups``: best / worst cohort WER (1 = parity); ``to_overall``: smallest min(c/o, o/c)."""
+        wer = self.by_group["wer"]
+        if method == "between_groups":
+            return float(wer.min() / wer.max()) if wer.max() > 0 else 1.0
+        if method == "to_overall":
+            o = self.overall["wer"]
+            return float(np.minimum(wer / o, o / wer).min())
+        raise ValueError(f"method must be 'between_groups' or 'to_overall', not {method!r}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data: settings, overall, cohorts, gap, suppression."""
+        cohorts = []
+        for label, row in self.by_group.iterrows():
+            record = {"cohort": _label(label), **dict(zip(self.by, label if isinstance(label, tuple) else (label,)))}
+            record.update({k: _plain(v) for k, v in row.items()})
+            cohorts.append(record)
+        return {
+            "by": self.by,
+            "name": self.name,
+            "settings": {
+                "n_boot": self.n_boot,
+                "n_permutations": self.n_permutations,
+                "alpha": self.alpha,
+                "min_speakers": self.min_speakers,
+                "seed": self.seed,
+            },
+            "overall": {k: _plain(v) for k, v in self.overall.items()},
+            "cohorts": cohorts,
+            "gap": self.gap,
+            "suppressed": self.suppressed,
+        }
+
+
+def _label(label) -> str:
+    return " x ".join(map(str, label)) if isinstance(label, tuple) else str(label)
+
+
+def _plain(value):
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    return value
