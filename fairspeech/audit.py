@@ -1,0 +1,191 @@
+"""The audit job: manifest -> alignment counts -> cohort tables (and discovered cohorts) -> report.
+
+    result = run_audit(read_manifest("test.csv"), by=["gender", "age", "gender*age"], seed=0)
+    result.write("out/")   # audit.json, cohorts.csv, report.html, PNG figures, alignments.parquet
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fairspeech import __version__
+from fairspeech.data import schema
+from fairspeech.data.manifest import Manifest
+from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError
+from fairspeech.metrics.cohort_frame import CohortFrame
+from fairspeech.metrics.normalize import TextNormalizer
+from fairspeech.metrics.wer import alignment_counts
+from fairspeech.utils import io
+
+
+def parse_by(specs: str | Sequence[str] | None) -> list[list[str]]:
+    """'gender,age,gender*age' -> [['gender'], ['age'], ['gender', 'age']] ('*' marks an intersection)."""
+    if specs is None:
+        return []
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    return [[part.strip() for part in spec.split("*")] for spec in specs]
+
+
+@dataclass
+class AuditSettings:
+    by: list[list[str]]
+    n_boot: int = 1000
+    n_permutations: int = 1000
+    alpha: float = 0.05
+    min_speakers: int = 5
+    seed: int = 0
+    normalizer: TextNormalizer = field(default_factory=TextNormalizer)
+    discover: list[str] = field(default_factory=list)
+    workers: int | None = None
+
+    def describe(self) -> dict:
+        return {
+            "by": [" x ".join(spec) for spec in self.by],
+            "n_boot": self.n_boot,
+            "n_permutations": self.n_permutations,
+            "alpha": self.alpha,
+            "min_speakers": self.min_speakers,
+            "seed": self.seed,
+            "normalization": self.normalizer.describe(),
+            "discover": self.discover,
+        }
+
+
+@dataclass
+class AuditResult:
+    manifest: Manifest
+    settings: AuditSettings
+    utterances: pd.DataFrame  # the manifest plus alignment counts
+    overall: CohortFrame
+    tables: list[CohortFrame]
+    discovery: object | None = None  # fairspeech.cohorts.discovery.DiscoveryResult
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        frame = self.utterances
+        return {
+            "fairspeech_version": __version__,
+            "settings": self.settings.describe(),
+            "input": {
+                "path": self.manifest.path,
+                "format": self.manifest.format,
+                "utterances": int(len(frame)),
+                "speakers": int(frame[schema.SPEAKER_ID].nunique()),
+                "excluded_rows": self.manifest.excluded_rows,
+                "exclusions": self.manifest.exclusions,
+            },
+            "overall": self.overall.to_dict()["overall"],
+            "cohort_tables": [table.to_dict() for table in self.tables],
+            "discovery": self.discovery.to_dict() if self.discovery is not None else None,
+            "timings_s": self.timings,
+        }
+
+    def cohort_rows(self) -> pd.DataFrame:
+        """Every reported cohort of every table, one row each (cohorts.csv)."""
+        rows = []
+        for table in self.tables:
+            for record in table.to_dict()["cohorts"]:
+                rows.append({"attribute": table.name, **{k: v for k, v in record.items() if k not in table.by}})
+        return pd.DataFrame(rows)
+
+    def write(self, out_dir: str | Path) -> Path:
+        from fairspeech.report.html import render_report
+        from fairspeech.report.plots import cohort_bars, png_bytes
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        figures = {f"wer_by_{'_x_'.join(t.by)}.png": png_bytes(cohort_bars(t)) for t in self.tables if len(t.by_group)}
+        if self.discovery is not None:
+            figures.update({f"discovery_{name}.png": png_bytes(fig) for name, fig in self.discovery.figures.items()})
+            with io.atomic_path(out / "cohorts.parquet") as tmp:
+                self.discovery.assignments.to_parquet(tmp, index=False)
+            if getattr(self.discovery, "regions", None) is not None:
+                io.write_text(out / "regions.geojson", self.discovery.regions.to_json())
+        for name, data in figures.items():
+            io.write_bytes(out / name, data)
+        data = self.to_dict()
+        io.write_json(out / "audit.json", data)
+        with io.atomic_path(out / "cohorts.csv") as tmp:
+            self.cohort_rows().to_csv(tmp, index=False)
+        counts = [schema.UTT_ID, schema.SPEAKER_ID, *schema.COUNT_COLUMNS]
+        with io.atomic_path(out / "alignments.parquet") as tmp:
+            self.utterances[counts].to_parquet(tmp, index=False)
+        io.write_text(out / "report.html", render_report(self, data, figures))
+        return out
+
+
+def run_audit(
+    manifest: Manifest,
+    by: str | Sequence[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    min_speakers: int = 5,
+    seed: int = 0,
+    normalizer: TextNormalizer | None = None,
+    discover: Sequence[str] = (),
+    zip_attributes: pd.DataFrame | None = None,
+    embeddings: pd.DataFrame | None = None,
+    workers: int | None = None,
+    skip_bad_rows: bool = False,
+    progress: bool = True,
+) -> AuditResult:
+    """Score every utterance once, then build each cohort table (and discovery) from the counts.
+
+    ``by``: attributes and intersections, e.g. ``"gender,age,gender*age"``. A reference that is
+    empty after normalization (only punctuation, say) is an error naming its file and line, or,
+    with ``skip_bad_rows``, an excluded row counted in ``manifest.exclusions``.
+    """
+    settings = AuditSettings(
+        by=parse_by(by), n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers,
+        seed=seed, normalizer=normalizer or TextNormalizer(), discover=list(discover), workers=workers,
+    )
+    frame = manifest.frame
+    unknown = sorted({c for spec in settings.by for c in spec if c not in frame.columns})
+    if unknown:
+        raise KeyError(f"--by names {unknown}, not columns of {manifest.path}; it has {list(manifest.public_frame().columns)}")
+    timings = {}
+    start = time.perf_counter()
+    counts = alignment_counts(
+        frame[schema.REFERENCE].tolist(), frame[schema.HYPOTHESIS].fillna("").tolist(), settings.normalizer,
+        workers=workers, progress=progress,
+    )
+    empty = counts[schema.REF_WORDS].to_numpy() == 0
+    if empty.any() and not skip_bad_rows:
+        row = frame[empty].iloc[0]
+        raise ManifestError(
+            f"reference is empty after normalization: {row[schema.REFERENCE]!r} ({int(empty.sum())} such rows; "
+            "pass --skip-bad-rows to exclude and count them)",
+            row.get(FILE_COL), row.get(LINE_COL), schema.REFERENCE,
+        )
+    utterances = pd.concat([frame.reset_index(drop=True), counts], axis=1)
+    if empty.any():
+        utterances = utterances[~empty].reset_index(drop=True)
+        manifest.exclusions["reference empty after normalization"] = int(empty.sum())
+    timings["alignment"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    common = dict(n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers, seed=seed)
+    overall = CohortFrame(utterances, None, **common)
+    tables = [CohortFrame(utterances, spec, **common) for spec in tqdm(settings.by, desc="cohort tables", disable=not progress)]
+    timings["cohort_tables"] = time.perf_counter() - start
+
+    discovery = None
+    if settings.discover:
+        from fairspeech.cohorts.discovery import run_discovery
+
+        start = time.perf_counter()
+        discovery = run_discovery(
+            utterances, settings.discover, zip_attributes=zip_attributes, embeddings=embeddings, seed=seed,
+            n_boot=n_boot, min_speakers=min_speakers,
+        )
+        timings["discovery"] = time.perf_counter() - start
+    return AuditResult(manifest, settings, utterances, overall, tables, discovery, timings)

@@ -1,0 +1,381 @@
+"""Voice-assistant requests for the demo corpus: templates, entity lists, and number wording.
+
+Every reference is lowercase words separated by single spaces, numbers written out ("twenty five"),
+no punctuation: exactly the text the synthesizers read and the form pocketsphinx writes its
+hypotheses in. Every word must be one the recognizer can output (in its pronunciation dictionary and
+its language model); :func:`recognizer_vocabulary` checks that against the pocketsphinx model and
+city names that fail the check are left out of the entity list.
+
+Sentences are drawn per index from ``SeedSequence([seed, SENTENCE_STREAM, index])``, so sentence
+``i`` does not depend on how many sentences are drawn or in which order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+SENTENCE_STREAM = 11
+
+# ----------------------------------------------------------------------------------------------------
+# Number wording (pocketsphinx writes numbers as words; so do the references).
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL_IRREGULAR = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+    "nine": "ninth", "twelve": "twelfth",
+}
+
+
+def number_words(n: int) -> str:
+    """``125 -> "one hundred twenty five"`` for 0 <= n < 10000 (no "and", no hyphens)."""
+    if not 0 <= n < 10000:
+        raise ValueError(f"number_words covers 0..9999, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    thousands, rest = divmod(n, 1000)
+    return _ONES[thousands] + " thousand" + ("" if rest == 0 else " " + number_words(rest))
+
+
+def ordinal_words(n: int) -> str:
+    """``21 -> "twenty first"``, ``30 -> "thirtieth"``."""
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_IRREGULAR:
+        words[-1] = _ORDINAL_IRREGULAR[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def time_words(hour: int, minute: int, part_of_day: str) -> str:
+    """``(7, 30, "in the morning") -> "seven thirty in the morning"``; whole hours say "o'clock"-free."""
+    if minute == 0:
+        spoken = number_words(hour)
+    elif minute < 10:
+        spoken = f"{number_words(hour)} oh {number_words(minute)}"
+    else:
+        spoken = f"{number_words(hour)} {number_words(minute)}"
+    return f"{spoken} {part_of_day}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Entities. Artist, song and device names are made up from ordinary words so the recognizer can say them.
+
+STATE_NAMES = {
+    "AL": "alabama", "AK": "alaska", "AZ": "arizona", "AR": "arkansas", "CA": "california",
+    "CO": "colorado", "CT": "connecticut", "DE": "delaware", "DC": "district of columbia",
+    "FL": "florida", "GA": "georgia", "HI": "hawaii", "ID": "idaho", "IL": "illinois",
+    "IN": "indiana", "IA": "iowa", "KS": "kansas", "KY": "kentucky", "LA": "louisiana",
+    "ME": "maine", "MD": "maryland", "MA": "massachusetts", "MI": "michigan", "MN": "minnesota",
+    "MS": "mississippi", "MO": "missouri", "MT": "montana", "NE": "nebraska", "NV": "nevada",
+    "NH": "new hampshire", "NJ": "new jersey", "NM": "new mexico", "NY": "new york",
+    "NC": "north carolina", "ND": "north dakota", "OH": "ohio", "OK": "oklahoma", "OR": "oregon",
+    "PA": "pennsylvania", "RI": "rhode island", "SC": "south carolina", "SD": "south dakota",
+    "TN": "tennessee", "TX": "texas", "UT": "utah", "VT": "vermont", "VA": "virginia",
+    "WA": "washington", "WV": "west virginia", "WI": "wisconsin", "WY": "wyoming",
+}
+
+ARTIST_ADJECTIVES = (
+    "silver golden velvet electric quiet broken hidden crimson lonely northern midnight wild "
+    "paper glass copper hollow burning gentle restless shining"
+).split()
+ARTIST_NOUNS = (
+    "lanterns horses rivers engines sparrows pilots wolves mountains dreamers strangers "
+    "lions harbors shadows rockets gardens sailors"
+).split()
+SONG_TITLES = (
+    "summer rain", "blue highway", "take me home", "city lights", "running late", "golden hour",
+    "slow dance", "paper moon", "the long road", "ocean eyes", "last train", "falling stars",
+    "morning coffee", "after midnight", "north wind", "little things", "open window",
+    "river song", "heart of stone", "dancing alone", "quiet storm", "yellow house",
+    "sweet water", "broken clocks", "southern sky", "hold on tight", "seven bridges",
+    "winter garden", "silver lining", "wild flowers",
+)
+PLAYLISTS = "workout dinner party road trip study morning relax sleep focus cooking".split(" ")
+DEVICE_BRANDS = "nova falcon maple orbit pebble aurora comet harbor atlas willow".split()
+DEVICES = (
+    "lights", "lamp", "fan", "heater", "air purifier", "coffee maker", "television",
+    "speaker", "robot vacuum", "porch light", "dishwasher", "washing machine", "garage door",
+    "sprinklers", "air conditioner",
+)
+ROOMS = (
+    "kitchen", "living room", "bedroom", "office", "garage", "basement", "hallway",
+    "bathroom", "dining room", "kids room", "guest room", "backyard",
+)
+CONTACTS = (
+    "mom", "dad", "grandma", "my sister", "my brother", "the office", "doctor miller",
+    "sarah", "michael", "jessica", "david", "maria", "james", "linda", "robert", "emily",
+    "kevin", "angela", "uncle joe", "aunt rosa", "the dentist", "the pharmacy",
+)
+TASKS = (
+    "call the bank", "pay the rent", "buy milk", "water the plants", "take out the trash",
+    "pick up the kids", "renew my license", "book a flight", "feed the dog", "charge my phone",
+    "return the library books", "send the invoice", "pick up my prescription",
+    "check the mail", "wash the car", "call my mother", "order more coffee", "clean the gutters",
+)
+EVENTS = (
+    "dinner with friends", "a dentist appointment", "a team meeting", "soccer practice",
+    "a haircut", "the school concert", "a doctor visit", "lunch with my boss", "a job interview",
+    "a birthday party", "yoga class", "the car service",
+)
+SHOPPING_ITEMS = (
+    "eggs", "apples", "bananas", "bottles of water", "cans of soup", "bags of rice", "onions",
+    "tomatoes", "batteries", "paper towels", "lemons", "potatoes", "rolls of tape", "candles",
+)
+FOODS = (
+    "pizza", "pasta", "rice", "chicken", "cookies", "bread", "eggs", "soup", "potatoes", "fish",
+)
+TEAMS = (
+    "tigers", "eagles", "bears", "lions", "giants", "rangers", "pirates", "rockets", "sharks",
+    "wolves",
+)
+UNIT_PAIRS = (
+    ("cups", "gallon"), ("ounces", "pound"), ("feet", "mile"), ("inches", "foot"),
+    ("minutes", "day"), ("seconds", "hour"), ("days", "year"), ("meters", "kilometer"),
+    ("teaspoons", "tablespoon"), ("quarts", "gallon"),
+)
+DAYS = (
+    "today", "tomorrow", "tonight", "this weekend", "on monday", "on tuesday", "on wednesday",
+    "on thursday", "on friday", "on saturday", "on sunday", "next week",
+)
+MONTHS = (
+    "january february march april may june july august september october november december".split()
+)
+PARTS_OF_DAY = ("in the morning", "in the afternoon", "in the evening", "at night")
+MESSAGES = (
+    "i am running late", "see you soon", "call me back", "dinner is ready", "i am on my way",
+    "happy birthday", "the meeting moved to tomorrow", "can you pick me up", "thank you so much",
+    "i will be home at six",
+)
+
+
+@dataclass(frozen=True)
+class City:
+    name: str  # lowercase words, as spoken
+    state: str  # two-letter code
+    weight: int  # active standard zip codes carrying this city name (bigger cities have more)
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Templates: each fills its slots from a Generator and returns the words. Names are recorded in the
+# manifest (``sentence_template``) so cohorts can also be cut by request type.
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _artist(rng):
+    return f"the {_pick(rng, ARTIST_ADJECTIVES)} {_pick(rng, ARTIST_NOUNS)}"
+
+
+def _device(rng):
+    device = _pick(rng, DEVICES)
+    return f"{_pick(rng, DEVICE_BRANDS)} {device}" if rng.random() < 0.3 else device
+
+
+def _time(rng):
+    hour = int(rng.integers(1, 13))
+    minute = int(_pick(rng, (0, 0, 5, 10, 15, 20, 30, 30, 40, 45, 50)))
+    return time_words(hour, minute, _pick(rng, PARTS_OF_DAY))
+
+
+def _date(rng):
+    return f"{_pick(rng, MONTHS)} {ordinal_words(int(rng.integers(1, 29)))}"
+
+
+def _place(rng, city: City, with_state: bool | None = None):
+    if with_state is None:
+        with_state = rng.random() < 0.6
+    return f"{city.name} {city.state_name}" if with_state else city.name
+
+
+TEMPLATES = {
+    "weather_day": lambda r, c: f"what is the weather in {_place(r, c)} {_pick(r, DAYS)}",
+    "weather_rain": lambda r, c: f"will it rain in {_place(r, c)} {_pick(r, DAYS)}",
+    "weather_temp": lambda r, c: f"how cold is it in {_place(r, c)} right now",
+    "alarm_set": lambda r, c: f"set an alarm for {_time(r)}",
+    "alarm_wake": lambda r, c: f"wake me up at {_time(r)} {_pick(r, DAYS[:2] + DAYS[4:11])}",
+    "timer_minutes": lambda r, c: f"set a timer for {number_words(int(r.integers(2, 91)))} minutes",
+    "timer_food": lambda r, c: (
+        f"start a {number_words(int(r.integers(3, 46)))} minute timer for the {_pick(r, FOODS)}"
+    ),
+    "music_song": lambda r, c: f"play {_pick(r, SONG_TITLES)} by {_artist(r)}",
+    "music_artist": lambda r, c: f"play some music by {_artist(r)}",
+    "music_playlist": lambda r, c: (
+        f"add {_pick(r, SONG_TITLES)} to my {_pick(r, PLAYLISTS)} playlist"
+    ),
+    "home_on": lambda r, c: f"turn on the {_device(r)} in the {_pick(r, ROOMS)}",
+    "home_off": lambda r, c: f"turn off the {_pick(r, ROOMS)} {_device(r)}",
+    "home_thermostat": lambda r, c: (
+        f"set the thermostat to {number_words(int(r.integers(60, 81)))} degrees"
+    ),
+    "home_dim": lambda r, c: (
+        f"dim the {_pick(r, ROOMS)} lights to {number_words(int(r.integers(1, 20)) * 5)} percent"
+    ),
+    "call": lambda r, c: f"call {_pick(r, CONTACTS)}",
+    "message": lambda r, c: f"send a message to {_pick(r, CONTACTS)} saying {_pick(r, MESSAGES)}",
+    "reminder": lambda r, c: f"remind me to {_pick(r, TASKS)} on {_date(r)}",
+    "reminder_time": lambda r, c: f"remind me to {_pick(r, TASKS)} at {_time(r)}",
+    "calendar": lambda r, c: f"add {_pick(r, EVENTS)} to my calendar for {_date(r)} at {_time(r)}",
+    "drive_time": lambda r, c: f"how long does it take to drive to {_place(r, c)}",
+    "navigate": lambda r, c: f"navigate to {_place(r, c, with_state=True)}",
+    "distance": lambda r, c: f"how far is {_place(r, c)} from here",
+    "local_time": lambda r, c: f"what time is it in {_place(r, c)}",
+    "shopping": lambda r, c: (
+        f"add {number_words(int(r.integers(2, 13)))} {_pick(r, SHOPPING_ITEMS)} to my shopping list"
+    ),
+    "units": lambda r, c: "how many {} are in a {}".format(*_pick(r, UNIT_PAIRS)),
+    "math_plus": lambda r, c: (
+        f"what is {number_words(int(r.integers(2, 500)))} plus {number_words(int(r.integers(2, 500)))}"
+    ),
+    "math_times": lambda r, c: (
+        f"what is {number_words(int(r.integers(2, 20)))} times {number_words(int(r.integers(2, 20)))}"
+    ),
+    "sports": lambda r, c: f"what was the score of the {_pick(r, TEAMS)} game {_pick(r, DAYS[:2])}",
+    "volume": lambda r, c: f"turn the volume up to {number_words(int(r.integers(1, 11)))}",
+    "restaurant": lambda r, c: f"find a {_pick(r, FOODS)} place near {_place(r, c)}",
+    "flight": lambda r, c: f"is my flight to {_place(r, c)} on time",
+    "year": lambda r, c: (
+        f"what happened in the year {number_words(19)} {number_words(int(r.integers(20, 100)))}"
+    ),
+}
+TEMPLATE_NAMES = tuple(sorted(TEMPLATES))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    index: int
+    template: str
+    text: str
+
+
+def make_sentence(seed: int, index: int, cities: tuple[City, ...]) -> Sentence:
+    """Sentence ``index`` for ``seed``: a template, then its slots, all from one per-index Generator."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SENTENCE_STREAM, index]))
+    template = _pick(rng, TEMPLATE_NAMES)
+    city = _weighted_city(rng, cities)
+    text = _normalize(TEMPLATES[template](rng, city))
+    return Sentence(index=index, template=template, text=text)
+
+
+def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...]) -> list[Sentence]:
+    """``n_sentences`` distinct sentences: indices are tried in order, repeats of an earlier text skipped.
+
+    Returned ``index`` values are the pool positions 0..n-1 (the draw index is only an implementation
+    detail of skipping duplicates).
+    """
+    pool: list[Sentence] = []
+    seen: set[str] = set()
+    draw = 0
+    while len(pool) < n_sentences:
+        sentence = make_sentence(seed, draw, cities)
+        draw += 1
+        if sentence.text in seen:
+            continue
+        seen.add(sentence.text)
+        pool.append(Sentence(index=len(pool), template=sentence.template, text=sentence.text))
+        if draw > 50 * n_sentences:
+            raise RuntimeError(f"could not draw {n_sentences} distinct sentences")
+    return pool
+
+
+def _weighted_city(rng: np.random.Generator, cities: tuple[City, ...]) -> City:
+    weights = np.array([c.weight for c in cities], dtype=float)
+    return cities[int(rng.choice(len(cities), p=weights / weights.sum()))]
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _normalize(text: str) -> str:
+    return _SPACES.sub(" ", text.lower()).strip()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The recognizer's vocabulary, and the city list filtered by it.
+
+
+def template_vocabulary() -> set[str]:
+    """Every word the templates and entity lists can produce, cities and states excluded."""
+    words: set[str] = set(_ONES) | set(t for t in _TENS if t != "_")
+    words |= {"hundred", "thousand", "oh"}
+    words |= {ordinal_words(n).split()[-1] for n in range(1, 32)}
+    for group in (ARTIST_ADJECTIVES, ARTIST_NOUNS, SONG_TITLES, PLAYLISTS, DEVICE_BRANDS, DEVICES,
+                  ROOMS, CONTACTS, TASKS, EVENTS, SHOPPING_ITEMS, FOODS, TEAMS, DAYS, MONTHS,
+                  PARTS_OF_DAY, MESSAGES):
+        for phrase in group:
+            words |= set(phrase.split())
+    for pair in UNIT_PAIRS:
+        words |= set(pair)
+    for name in TEMPLATE_NAMES:
+        words |= _template_literal_words(name)
+    return words
+
+
+def _template_literal_words(name: str) -> set[str]:
+    """The fixed words of one template, found by filling it with a fixed Generator and a dummy city."""
+    rng = np.random.default_rng(0)
+    text = TEMPLATES[name](rng, City("boston", "MA", 1))
+    return set(text.split())
+
+
+@lru_cache(maxsize=1)
+def _pocketsphinx_lexicon():
+    try:
+        from pocketsphinx import Decoder
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError(
+            "the demo corpus needs the 'pocketsphinx' package (pip install 'fairspeech[speech]'): "
+            "its en-us dictionary and language model decide which words a reference may contain"
+        ) from exc
+    decoder = Decoder(loglevel="FATAL")
+    return decoder, decoder.get_lm()
+
+
+# pocketsphinx scores a word missing from its language model with this log-probability.
+_LM_UNKNOWN = -536870912
+
+
+def recognizer_vocabulary(words) -> set[str]:
+    """The subset of ``words`` pocketsphinx's en-us model can output (in its dictionary and its LM)."""
+    decoder, lm = _pocketsphinx_lexicon()
+    return {w for w in words if decoder.lookup_word(w) is not None and lm.prob([w]) != _LM_UNKNOWN}
+
+
+def speakable_cities(zip_table) -> tuple[City, ...]:
+    """Cities of the 50 states + DC whose every word the recognizer can output, weighted by zip count.
+
+    ``zip_table`` is the active standard zip table from :mod:`fairspeech.data.demo.speakers`.
+    """
+    names = zip_table.loc[zip_table["state"].isin(STATE_NAMES.keys()), ["city", "state"]]
+    counts = names.groupby(["city", "state"]).size()
+    spoken = {city: city.lower() for city, _ in counts.index}
+    plain = {city: s for city, s in spoken.items() if re.fullmatch(r"[a-z]+( [a-z]+)*", s)}
+    known = recognizer_vocabulary({w for s in plain.values() for w in s.split()})
+    cities = [
+        City(name=plain[city], state=state, weight=int(n))
+        for (city, state), n in counts.items()
+        if city in plain and all(w in known for w in plain[city].split())
+    ]
+    return tuple(sorted(cities, key=lambda c: (c.state, c.name)))
