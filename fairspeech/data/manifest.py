@@ -101,11 +101,14 @@ def _visible(frame: pd.DataFrame) -> list[str]:
 
 
 def _is_text(series: pd.Series) -> np.ndarray:
+    if pd.api.types.infer_dtype(series, skipna=False) == "string":  # the common case, checked in C
+        return np.ones(len(series), dtype=bool)
     return series.map(lambda v: isinstance(v, str)).to_numpy(bool)
 
 
 def _blank(series: pd.Series) -> np.ndarray:
-    return series.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    text = series.where(_is_text(series), "x").astype(str)
+    return text.str.strip().eq("").to_numpy(bool)
 
 
 def validate(

@@ -45,51 +45,56 @@ class _WordEncoder:
         return "".join(out)
 
 
-def _count_chunk(references: Sequence[str], hypotheses: Sequence[str], normalizer: TextNormalizer) -> np.ndarray:
-    """(n, 5) array: hits, substitutions, deletions, insertions, reference words."""
-    n = len(references)
-    out = np.zeros((n, 5), dtype=COUNT_DTYPE)
-    encoder = _WordEncoder()
-    if normalizer.tokenwise:
-        cache = TokenCache(normalizer, encoder)
-        lookup = cache.__getitem__
+class _ChunkCounter:
+    """Counts chunk after chunk in one process, reusing its word codes and token cache."""
 
-        def encode(text: str) -> str:
-            return "".join(map(lookup, text.split()))
-    else:
-        def encode(text: str) -> str:
-            return encoder(normalizer(text))
+    def __init__(self, normalizer: TextNormalizer):
+        self.normalizer = normalizer
+        self.encoder = _WordEncoder()
+        if normalizer.tokenwise:
+            lookup = TokenCache(normalizer, self.encoder).__getitem__
+            self.encode = lambda text: "".join(map(lookup, text.split()))
+        else:
+            self.encode = lambda text: self.encoder(normalizer(text))
 
-    for i in range(n):
-        ref = encode(references[i])
-        hyp = encode(hypotheses[i])
-        n_ref = len(ref)
-        if ref == hyp:
-            out[i, 0] = n_ref
-            out[i, 4] = n_ref
-            continue
-        subs = dels = ins = 0
-        for tag, _, _ in Levenshtein.editops(ref, hyp):
-            if tag == "replace":
-                subs += 1
-            elif tag == "delete":
-                dels += 1
-            else:
-                ins += 1
-        out[i] = (n_ref - subs - dels, subs, dels, ins, n_ref)
-    if len(encoder.codes) > 0x10FFFF - _FIRST_CODE:
-        raise OverflowError("more distinct words than Unicode code points; split the input")
-    return out
+    def __call__(self, references: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+        """(n, 5) array: hits, substitutions, deletions, insertions, reference words."""
+        encode = self.encode
+        out = np.zeros((len(references), 5), dtype=COUNT_DTYPE)
+        for i in range(len(references)):
+            ref = encode(references[i])
+            hyp = encode(hypotheses[i])
+            n_ref = len(ref)
+            if ref == hyp:
+                out[i, 0] = n_ref
+                out[i, 4] = n_ref
+                continue
+            subs = dels = ins = 0
+            for tag, _, _ in Levenshtein.editops(ref, hyp):
+                if tag == "replace":
+                    subs += 1
+                elif tag == "delete":
+                    dels += 1
+                else:
+                    ins += 1
+            out[i] = (n_ref - subs - dels, subs, dels, ins, n_ref)
+        if len(self.encoder.codes) > 0x10FFFF - _FIRST_CODE:
+            raise OverflowError("more distinct words than Unicode code points; split the input")
+        return out
 
 
 # Inputs for forked workers: set before the pool starts, so children read them without pickling.
 _SHARED: tuple = ()
+_WORKER_COUNTER: _ChunkCounter | None = None
 
 
 def _count_shared_range(bounds: tuple[int, int]) -> np.ndarray:
+    global _WORKER_COUNTER
     references, hypotheses, normalizer = _SHARED
+    if _WORKER_COUNTER is None:
+        _WORKER_COUNTER = _ChunkCounter(normalizer)
     start, stop = bounds
-    return _count_chunk(references[start:stop], hypotheses[start:stop], normalizer)
+    return _WORKER_COUNTER(references[start:stop], hypotheses[start:stop])
 
 
 def alignment_counts(
@@ -124,8 +129,9 @@ def alignment_counts(
         finally:
             _SHARED = ()
     else:
+        counter = _ChunkCounter(normalizer)
         for start, stop in bounds:
-            parts.append(_count_chunk(references[start:stop], hypotheses[start:stop], normalizer))
+            parts.append(counter(references[start:stop], hypotheses[start:stop]))
             bar.update(stop - start)
     bar.close()
     counts = np.concatenate(parts) if parts else np.zeros((0, 5), dtype=COUNT_DTYPE)
