@@ -30,17 +30,21 @@ def save(name: str, result: dict) -> None:
     write_json(RESULTS / f"{name}.json", result)
 
 
-def synthetic_corpus(n_utts: int, n_speakers: int, n_cohorts: int, seed: int = 0) -> pd.DataFrame:
+def synthetic_corpus(n_utts: int, n_speakers: int, n_cohorts: int, seed: int = 0, first_utt: int = 0) -> pd.DataFrame:
     """Utterances with realistic lengths (1-30 words, mean ~10), a Zipfian 20k-word vocabulary, and
     hypotheses corrupted at each speaker's own error rate (substitutions, deletions, insertions).
-    Cohort membership shifts the rate so cohorts really differ."""
-    rng = np.random.default_rng(seed)
+    Cohort membership shifts the rate so cohorts really differ.
+
+    Speakers depend on ``seed`` only, utterances on (seed, first_utt): a large corpus can be made
+    chunk by chunk (``first_utt`` = rows made so far) with the same speakers throughout."""
+    speakers_rng = np.random.default_rng(seed)
+    cohort_of_speaker = speakers_rng.integers(0, n_cohorts, n_speakers)
+    rate = np.clip(speakers_rng.beta(2, 14, n_speakers) * (1 + 0.08 * cohort_of_speaker), 0, 0.9)
+    rng = np.random.default_rng([seed, first_utt])
     vocab = np.array([f"w{i}" for i in range(20_000)], dtype=object)
     zipf = 1.0 / np.arange(1, len(vocab) + 1)
     zipf /= zipf.sum()
     speaker = rng.integers(0, n_speakers, n_utts)
-    cohort_of_speaker = rng.integers(0, n_cohorts, n_speakers)
-    rate = np.clip(rng.beta(2, 14, n_speakers) * (1 + 0.08 * cohort_of_speaker), 0, 0.9)
     lengths = np.clip(rng.poisson(9, n_utts) + 1, 1, 30)
     words = rng.choice(len(vocab), size=int(lengths.sum()), p=zipf)
     ops = rng.random(len(words))
@@ -66,7 +70,7 @@ def synthetic_corpus(n_utts: int, n_speakers: int, n_cohorts: int, seed: int = 0
         hyps.append(" ".join(hyp))
     return pd.DataFrame(
         {
-            "utt_id": [f"u{i:08d}" for i in range(n_utts)],
+            "utt_id": [f"u{i:09d}" for i in range(first_utt, first_utt + n_utts)],
             "speaker_id": [f"s{s:06d}" for s in speaker],
             "reference": refs,
             "hypothesis": hyps,

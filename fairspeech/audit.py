@@ -60,26 +60,25 @@ class AuditSettings:
 
 @dataclass
 class AuditResult:
-    manifest: Manifest
+    source: dict  # path, format, engine, exclusions by reason
     settings: AuditSettings
-    utterances: pd.DataFrame  # the manifest plus alignment counts
+    utterances: pd.DataFrame | None  # the manifest plus alignment counts (None out of core)
     overall: CohortFrame
     tables: list[CohortFrame]
     discovery: object | None = None  # fairspeech.cohorts.discovery.DiscoveryResult
     timings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        frame = self.utterances
+        exclusions = self.source.get("exclusions", {})
         return {
             "fairspeech_version": __version__,
             "settings": self.settings.describe(),
             "input": {
-                "path": self.manifest.path,
-                "format": self.manifest.format,
-                "utterances": int(len(frame)),
-                "speakers": int(frame[schema.SPEAKER_ID].nunique()),
-                "excluded_rows": self.manifest.excluded_rows,
-                "exclusions": self.manifest.exclusions,
+                **{k: v for k, v in self.source.items() if k != "exclusions"},
+                "utterances": int(self.overall.overall["utterances"]),
+                "speakers": int(self.overall.overall["speakers"]),
+                "excluded_rows": int(sum(exclusions.values())),
+                "exclusions": exclusions,
             },
             "overall": self.overall.to_dict()["overall"],
             "cohort_tables": [table.to_dict() for table in self.tables],
@@ -114,11 +113,82 @@ class AuditResult:
         io.write_json(out / "audit.json", data)
         with io.atomic_path(out / "cohorts.csv") as tmp:
             self.cohort_rows().to_csv(tmp, index=False)
-        counts = [schema.UTT_ID, schema.SPEAKER_ID, *schema.COUNT_COLUMNS]
-        with io.atomic_path(out / "alignments.parquet") as tmp:
-            self.utterances[counts].to_parquet(tmp, index=False)
+        if self.utterances is not None:
+            counts = [schema.UTT_ID, schema.SPEAKER_ID, *schema.COUNT_COLUMNS]
+            with io.atomic_path(out / "alignments.parquet") as tmp:
+                self.utterances[counts].to_parquet(tmp, index=False)
         io.write_text(out / "report.html", render_report(self, data, figures))
         return out
+
+
+def score_utterances(
+    frame: pd.DataFrame,
+    normalizer: TextNormalizer,
+    exclusions: dict[str, int],
+    *,
+    workers: int | None = None,
+    skip_bad_rows: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The manifest frame with alignment counts added, one row per utterance.
+
+    A reference that is empty after normalization (only punctuation, say) is an error naming its
+    file and line, or, with ``skip_bad_rows``, an excluded row counted in ``exclusions``.
+    """
+    counts = alignment_counts(
+        frame[schema.REFERENCE].tolist(), frame[schema.HYPOTHESIS].fillna("").tolist(), normalizer,
+        workers=workers, progress=progress,
+    )
+    empty = counts[schema.REF_WORDS].to_numpy() == 0
+    if empty.any() and not skip_bad_rows:
+        row = frame[empty].iloc[0]
+        raise ManifestError(
+            f"reference is empty after normalization: {row[schema.REFERENCE]!r} ({int(empty.sum())} such rows; "
+            "pass --skip-bad-rows to exclude and count them)",
+            row.get(FILE_COL), row.get(LINE_COL), schema.REFERENCE,
+        )
+    utterances = pd.concat([frame.reset_index(drop=True), counts], axis=1)
+    if empty.any():
+        utterances = utterances[~empty].reset_index(drop=True)
+        exclusions["reference empty after normalization"] = exclusions.get("reference empty after normalization", 0) + int(empty.sum())
+    return utterances
+
+
+def summarize(
+    scored: pd.DataFrame,
+    settings: AuditSettings,
+    *,
+    zip_attributes: pd.DataFrame | None = None,
+    embeddings: pd.DataFrame | None = None,
+    progress: bool = False,
+) -> tuple[CohortFrame, list[CohortFrame], object | None, dict]:
+    """Cohort tables and discovery from scored rows (utterances, or pre-summed units with n_utterances)."""
+    timings = {}
+    start = time.perf_counter()
+    common = dict(
+        n_boot=settings.n_boot, n_permutations=settings.n_permutations, alpha=settings.alpha,
+        min_speakers=settings.min_speakers, seed=settings.seed,
+    )
+    overall = CohortFrame(scored, None, **common)
+    tables = [CohortFrame(scored, spec, **common) for spec in tqdm(settings.by, desc="cohort tables", disable=not progress)]
+    timings["cohort_tables"] = time.perf_counter() - start
+    discovery = None
+    if settings.discover:
+        from fairspeech.cohorts.discovery import run_discovery
+
+        start = time.perf_counter()
+        discovery = run_discovery(
+            scored, settings.discover, zip_attributes=zip_attributes, embeddings=embeddings, seed=settings.seed,
+            n_boot=settings.n_boot, min_speakers=settings.min_speakers,
+        )
+        timings["discovery"] = time.perf_counter() - start
+    return overall, tables, discovery, timings
+
+
+def check_by_columns(settings: AuditSettings, columns, source: str) -> None:
+    unknown = sorted({c for spec in settings.by for c in spec if c not in columns})
+    if unknown:
+        raise KeyError(f"--by names {unknown}, not columns of {source}; it has {[c for c in columns if not c.startswith('_')]}")
 
 
 def run_audit(
@@ -140,52 +210,20 @@ def run_audit(
 ) -> AuditResult:
     """Score every utterance once, then build each cohort table (and discovery) from the counts.
 
-    ``by``: attributes and intersections, e.g. ``"gender,age,gender*age"``. A reference that is
-    empty after normalization (only punctuation, say) is an error naming its file and line, or,
-    with ``skip_bad_rows``, an excluded row counted in ``manifest.exclusions``.
+    ``by``: attributes and intersections, e.g. ``"gender,age,gender*age"``.
     """
     settings = AuditSettings(
         by=parse_by(by), n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers,
         seed=seed, normalizer=normalizer or TextNormalizer(), discover=list(discover), workers=workers,
     )
-    frame = manifest.frame
-    unknown = sorted({c for spec in settings.by for c in spec if c not in frame.columns})
-    if unknown:
-        raise KeyError(f"--by names {unknown}, not columns of {manifest.path}; it has {list(manifest.public_frame().columns)}")
-    timings = {}
+    check_by_columns(settings, manifest.frame.columns, manifest.path)
     start = time.perf_counter()
-    counts = alignment_counts(
-        frame[schema.REFERENCE].tolist(), frame[schema.HYPOTHESIS].fillna("").tolist(), settings.normalizer,
-        workers=workers, progress=progress,
+    utterances = score_utterances(
+        manifest.frame, settings.normalizer, manifest.exclusions, workers=workers, skip_bad_rows=skip_bad_rows, progress=progress
     )
-    empty = counts[schema.REF_WORDS].to_numpy() == 0
-    if empty.any() and not skip_bad_rows:
-        row = frame[empty].iloc[0]
-        raise ManifestError(
-            f"reference is empty after normalization: {row[schema.REFERENCE]!r} ({int(empty.sum())} such rows; "
-            "pass --skip-bad-rows to exclude and count them)",
-            row.get(FILE_COL), row.get(LINE_COL), schema.REFERENCE,
-        )
-    utterances = pd.concat([frame.reset_index(drop=True), counts], axis=1)
-    if empty.any():
-        utterances = utterances[~empty].reset_index(drop=True)
-        manifest.exclusions["reference empty after normalization"] = int(empty.sum())
-    timings["alignment"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    common = dict(n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers, seed=seed)
-    overall = CohortFrame(utterances, None, **common)
-    tables = [CohortFrame(utterances, spec, **common) for spec in tqdm(settings.by, desc="cohort tables", disable=not progress)]
-    timings["cohort_tables"] = time.perf_counter() - start
-
-    discovery = None
-    if settings.discover:
-        from fairspeech.cohorts.discovery import run_discovery
-
-        start = time.perf_counter()
-        discovery = run_discovery(
-            utterances, settings.discover, zip_attributes=zip_attributes, embeddings=embeddings, seed=seed,
-            n_boot=n_boot, min_speakers=min_speakers,
-        )
-        timings["discovery"] = time.perf_counter() - start
-    return AuditResult(manifest, settings, utterances, overall, tables, discovery, timings)
+    alignment_s = time.perf_counter() - start
+    overall, tables, discovery, timings = summarize(
+        utterances, settings, zip_attributes=zip_attributes, embeddings=embeddings, progress=progress
+    )
+    source = {"path": manifest.path, "format": manifest.format, "engine": "memory", "exclusions": manifest.exclusions}
+    return AuditResult(source, settings, utterances, overall, tables, discovery, {"alignment": alignment_s, **timings})

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--map", type=_mapping, default={}, metavar="FIELD=COLUMN,...", help="map file columns to canonical fields")
     audit.add_argument("--hyp", default=None, help="hypotheses file ('utt-id words...' lines) for manifests without them")
     audit.add_argument("--skip-bad-rows", action="store_true", help="exclude bad rows (counted by reason in the report) instead of failing")
+    audit.add_argument("--engine", choices=["memory", "dask"], default="memory", help="'dask' audits a partitioned Parquet manifest out of core (default: %(default)s)")
+    audit.add_argument("--scheduler", default=None, help="with --engine dask: address of a running Dask scheduler (default: a local cluster of --workers processes)")
     _add_audit_options(audit)
 
     demo = sub.add_parser("demo", help="run the audit, with cohort discovery, on the embedded demo corpus")
@@ -84,17 +86,23 @@ def _read_table(path: str | None):
 
 
 def _run_audit(args, manifest, discover: list[str]) -> None:
-    from fairspeech.audit import run_audit
-
+    """``manifest``: a Manifest (in-memory engine) or the path of a Parquet manifest (dask engine)."""
     embeddings = _read_table(args.embeddings)
     if embeddings is not None and "speaker_id" in embeddings.columns:
         embeddings = embeddings.set_index("speaker_id")
-    result = run_audit(
-        manifest, args.by, n_boot=args.n_boot, n_permutations=args.n_permutations, alpha=args.alpha,
-        min_speakers=args.min_speakers, seed=args.seed, normalizer=_normalizer(args), discover=discover,
-        zip_attributes=_read_table(args.zip_attributes), embeddings=embeddings, workers=args.workers,
-        skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=not args.no_progress,
+    common = dict(
+        n_boot=args.n_boot, n_permutations=args.n_permutations, alpha=args.alpha, min_speakers=args.min_speakers,
+        seed=args.seed, normalizer=_normalizer(args), discover=discover, zip_attributes=_read_table(args.zip_attributes),
+        embeddings=embeddings, skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=not args.no_progress,
     )
+    if getattr(args, "engine", "memory") == "dask":
+        from fairspeech.engines.dask_engine import run_audit_dask
+
+        result = run_audit_dask(manifest, args.by, scheduler=args.scheduler, workers=args.workers or 2, **common)
+    else:
+        from fairspeech.audit import run_audit
+
+        result = run_audit(manifest, args.by, workers=args.workers, **common)
     out = result.write(args.out)
     overall = result.overall.overall
     print(f"overall WER {100 * overall['wer']:.2f}% [{100 * overall['wer_low']:.2f}, {100 * overall['wer_high']:.2f}] "
@@ -106,8 +114,9 @@ def _run_audit(args, manifest, discover: list[str]) -> None:
                   f"{100 * g['wer_best']:.2f}% (gap {100 * g['difference']:.2f} pts [{100 * g['difference_low']:.2f}, {100 * g['difference_high']:.2f}])")
     if result.discovery is not None:
         print(result.discovery.comparison.to_string(index=False))
-    if manifest.exclusions:
-        print(f"excluded rows: {manifest.exclusions}")
+    exclusions = result.source.get("exclusions")
+    if exclusions:
+        print(f"excluded rows: {exclusions}")
     print(f"wrote {out / 'report.html'}, {out / 'audit.json'}, {out / 'cohorts.csv'}")
 
 
@@ -120,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     from fairspeech.data.manifest import ManifestError, read_manifest
 
     try:
-        if args.command == "audit":
+        if args.command == "audit" and args.engine == "dask":
+            if args.map or args.hyp or args.format not in (None, "parquet"):
+                raise ManifestError("--engine dask reads canonical Parquet manifests; --map, --hyp and --format are for the in-memory engine")
+            _run_audit(args, args.manifest, _split(args.discover))
+        elif args.command == "audit":
             manifest = read_manifest(args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows)
             _run_audit(args, manifest, _split(args.discover))
         elif args.command == "demo":

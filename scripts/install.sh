@@ -32,7 +32,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   "${PIP[@]}" "torch==2.13.0"
 fi
 echo "[install] fairspeech and its dependencies"
-"${PIP[@]}" -e ".[speech,test,bench]"
+"${PIP[@]}" -e ".[speech,test,bench,dist]"
 # resemblyzer pins webrtcvad, whose build fails on current setuptools; webrtcvad-wheels (in [speech])
 # provides the same module, so resemblyzer goes in without its declared dependencies.
 "$VENV/bin/python" -c "import resemblyzer" 2>/dev/null || "${PIP[@]}" --no-deps "resemblyzer==0.1.4"

@@ -14,6 +14,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter
 
 from fairspeech.cohorts.base import BOTTOM, TOP
 from fairspeech.data import schema
@@ -53,7 +54,7 @@ def region_map(regions: pd.DataFrame, points: np.ndarray | None = None, *, title
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(title)
-    figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="WER", format=lambda x, _: f"{x:.0%}")
+    figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="WER", format=PercentFormatter(1.0), shrink=0.8)
     return figure
 
 
@@ -69,7 +70,7 @@ def cohort_bars(cohorts: pd.DataFrame, *, title: str) -> Figure:
     ax.bar(x, wer, color=colours, yerr=whiskers, capsize=4, edgecolor="black", linewidth=0.5)
     ax.axhline(overall_wer(table), color="black", linestyle="--", linewidth=1, label="all included speakers")
     ax.set_xticks(x, [f"{d}\n({n} spk)" for d, n in zip(table["description"], table["speakers"])], rotation=30, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(lambda y, _: f"{y:.0%}")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("WER (95% speaker-bootstrap interval)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 # Elements of one (permutations x speakers) block; bounds peak memory near 32 MB per float array.
 _BLOCK_ELEMENTS = 4_000_000
@@ -92,6 +93,9 @@ def permutation_test(
     and returns each row's best gain; it is called on the observed data (one row) and on blocks of
     permuted rows. With ``alpha`` the loop stops as soon as the p-value is certain to exceed alpha,
     and the p-value is then estimated from the permutations run so far.
+
+    BLAS runs single-threaded here: blocks are small, and on a shared machine a second BLAS thread
+    made the block products slower (0.55 s vs 0.31 s for 25 products of 40 x 100k by 100k x 12).
     """
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(words, dtype=np.float64)
@@ -101,11 +105,12 @@ def permutation_test(
     positions = np.arange(n)
     threshold = observed * (1.0 - _TIE_TOLERANCE)
     exceed = done = 0
-    while done < n_permutations:
-        block = min(rows, n_permutations - done)
-        shuffled = rng.permuted(np.broadcast_to(positions, (block, n)), axis=1)
-        exceed += int(np.count_nonzero(best_gain(errors[shuffled], words[shuffled]) >= threshold))
-        done += block
-        if alpha is not None and 1 + exceed > alpha * (1 + n_permutations):
-            break
+    with threadpool_limits(1, user_api="blas"):
+        while done < n_permutations:
+            block = min(rows, n_permutations - done)
+            shuffled = rng.permuted(np.broadcast_to(positions, (block, n)), axis=1)
+            exceed += int(np.count_nonzero(best_gain(errors[shuffled], words[shuffled]) >= threshold))
+            done += block
+            if alpha is not None and 1 + exceed > alpha * (1 + n_permutations):
+                break
     return PermutationTest(observed, (1.0 + exceed) / (1.0 + done), done, done < n_permutations)

@@ -26,7 +26,12 @@ class ManifestError(ValueError):
             part for part in (f"file {file}" if file else "", f"line {line}" if line else "", f"field {field!r}" if field else "") if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
         self.file, self.line, self.field = (str(file) if file else None), line, field
+
+    def __reduce__(self):
+        # Keep file/line/field when the error crosses a process boundary (Dask workers).
+        return (type(self), (self.message, self.file, self.line, self.field))
 
 
 def _tag(frame: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:

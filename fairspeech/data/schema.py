@@ -33,3 +33,6 @@ INSERTIONS = "insertions"
 REF_WORDS = "ref_words"
 ERRORS = "errors"
 COUNT_COLUMNS = (HITS, SUBSTITUTIONS, DELETIONS, INSERTIONS, REF_WORDS, ERRORS)
+# Rows that are already sums over several utterances (the out-of-core engine's reduced units)
+# say how many utterances they hold; a row without it is one utterance.
+N_UTTERANCES = "n_utterances"

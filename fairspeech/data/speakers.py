@@ -17,7 +17,10 @@ def speaker_table(utterances: pd.DataFrame, attributes: Sequence[str] = (), spea
     """
     grouped = utterances.groupby(speaker, sort=True)
     table = grouped[[schema.ERRORS, schema.REF_WORDS]].sum()
-    table["utterances"] = grouped.size()
+    if schema.N_UTTERANCES in utterances.columns:  # rows pre-aggregated by the out-of-core engine
+        table["utterances"] = grouped[schema.N_UTTERANCES].sum()
+    else:
+        table["utterances"] = grouped.size()
     for column in attributes:
         if column not in utterances.columns:
             raise KeyError(f"speaker attribute {column!r} is not a manifest column; have {list(utterances.columns)}")

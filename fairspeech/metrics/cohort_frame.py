@@ -28,12 +28,15 @@ MISSING = "(missing)"
 def unit_sums(utterances: pd.DataFrame, by: Sequence[str], speaker: str = schema.SPEAKER_ID) -> pd.DataFrame:
     """Errors, words and utterances summed per (cohort, speaker): the resampling units."""
     keys = list(by) + [speaker]
-    frame = utterances[keys + [schema.ERRORS, schema.REF_WORDS]].copy()
+    summed = [schema.ERRORS, schema.REF_WORDS]
+    if schema.N_UTTERANCES in utterances.columns:  # rows pre-aggregated by the out-of-core engine
+        summed.append(schema.N_UTTERANCES)
+    frame = utterances[keys + summed].copy()
     for column in by:
         frame[column] = frame[column].astype("string").fillna(MISSING)
     grouped = frame.groupby(keys, sort=True, observed=True)
-    units = grouped[[schema.ERRORS, schema.REF_WORDS]].sum()
-    units["utterances"] = grouped.size()
+    units = grouped[summed].sum()
+    units["utterances"] = units.pop(schema.N_UTTERANCES) if schema.N_UTTERANCES in summed else grouped.size()
     return units.reset_index()
 
 

@@ -1,0 +1,1 @@
+"""Execution engines for audits that outgrow one process's memory."""
