@@ -35,7 +35,9 @@ def parse_by(specs: str | Sequence[str] | None) -> list[list[str]]:
 
 @dataclass
 class AuditSettings:
-    by: list[list[str]]
+    """Every knob of an audit; ``run_audit`` and the Dask engine take these as keyword options."""
+
+    by: list[list[str]] = field(default_factory=list)
     n_boot: int = 1000
     n_permutations: int = 1000
     alpha: float = 0.05
@@ -44,6 +46,11 @@ class AuditSettings:
     normalizer: TextNormalizer = field(default_factory=TextNormalizer)
     discover: list[str] = field(default_factory=list)
     workers: int | None = None
+
+    @classmethod
+    def create(cls, by=None, *, normalizer: TextNormalizer | None = None, discover: Sequence[str] = (), **options) -> "AuditSettings":
+        """Settings from user-facing values: ``by`` as 'gender,age,gender*age', no normalizer = the default."""
+        return cls(by=parse_by(by), normalizer=normalizer or TextNormalizer(), discover=list(discover), **options)
 
     def describe(self) -> dict:
         return {
@@ -195,27 +202,20 @@ def run_audit(
     manifest: Manifest,
     by: str | Sequence[str] | None = None,
     *,
-    n_boot: int = 1000,
-    n_permutations: int = 1000,
-    alpha: float = 0.05,
-    min_speakers: int = 5,
-    seed: int = 0,
-    normalizer: TextNormalizer | None = None,
-    discover: Sequence[str] = (),
     zip_attributes: pd.DataFrame | None = None,
     embeddings: pd.DataFrame | None = None,
-    workers: int | None = None,
     skip_bad_rows: bool = False,
     progress: bool = True,
+    **options,
 ) -> AuditResult:
     """Score every utterance once, then build each cohort table (and discovery) from the counts.
 
-    ``by``: attributes and intersections, e.g. ``"gender,age,gender*age"``.
+    ``by``: attributes and intersections, e.g. ``"gender,age,gender*age"``; ``options``: the other
+    fields of :class:`AuditSettings` (n_boot, n_permutations, alpha, min_speakers, seed, normalizer,
+    discover, workers).
     """
-    settings = AuditSettings(
-        by=parse_by(by), n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers,
-        seed=seed, normalizer=normalizer or TextNormalizer(), discover=list(discover), workers=workers,
-    )
+    settings = AuditSettings.create(by, **options)
+    workers = settings.workers
     check_by_columns(settings, manifest.frame.columns, manifest.path)
     start = time.perf_counter()
     utterances = score_utterances(

@@ -98,7 +98,7 @@ def _run_audit(args, manifest, discover: list[str]) -> None:
     if getattr(args, "engine", "memory") == "dask":
         from fairspeech.engines.dask_engine import run_audit_dask
 
-        result = run_audit_dask(manifest, args.by, scheduler=args.scheduler, workers=args.workers or 2, **common)
+        result = run_audit_dask(manifest, args.by, scheduler=args.scheduler, workers=args.workers, **common)
     else:
         from fairspeech.audit import run_audit
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, parse_by, score_utterances, summarize
+from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, score_utterances, summarize
 from fairspeech.data import schema
 from fairspeech.data.manifest import validate
 from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError
@@ -132,24 +132,19 @@ def run_audit_dask(
     by: str | Sequence[str] | None = None,
     *,
     scheduler: str | None = None,
-    workers: int = 2,
-    n_boot: int = 1000,
-    n_permutations: int = 1000,
-    alpha: float = 0.05,
-    min_speakers: int = 5,
-    seed: int = 0,
-    normalizer: TextNormalizer | None = None,
-    discover: Sequence[str] = (),
     zip_attributes: pd.DataFrame | None = None,
     embeddings: pd.DataFrame | None = None,
     skip_bad_rows: bool = False,
     progress: bool = True,
+    **options,
 ) -> AuditResult:
-    """The audit of a partitioned Parquet manifest, out of core; see the module docstring."""
-    settings = AuditSettings(
-        by=parse_by(by), n_boot=n_boot, n_permutations=n_permutations, alpha=alpha, min_speakers=min_speakers,
-        seed=seed, normalizer=normalizer or TextNormalizer(), discover=list(discover), workers=workers,
-    )
+    """The audit of a partitioned Parquet manifest, out of core; see the module docstring.
+
+    ``options`` are :class:`~fairspeech.audit.AuditSettings` fields, as for ``run_audit``;
+    ``workers`` (default 2) sizes the local cluster when no ``scheduler`` address is given.
+    """
+    settings = AuditSettings.create(by, **options)
+    workers = settings.workers or 2
     partitions = list_partitions(path)
     available = pq.ParquetFile(partitions[0].file).schema_arrow.names
     check_by_columns(settings, available, str(path))
