@@ -186,7 +186,7 @@ def summarize(
         start = time.perf_counter()
         discovery = run_discovery(
             scored, settings.discover, zip_attributes=zip_attributes, embeddings=embeddings, seed=settings.seed,
-            n_boot=settings.n_boot, min_speakers=settings.min_speakers,
+            n_boot=settings.n_boot, min_speakers=settings.min_speakers, alpha=settings.alpha,
         )
         timings["discovery"] = time.perf_counter() - start
     return overall, tables, discovery, timings

@@ -70,3 +70,19 @@ def test_worker_errors_keep_their_location(corpus):
     with pytest.raises(ManifestError, match="empty reference") as error:
         run_audit_dask(path, "cohort", workers=1, n_boot=50, n_permutations=9, progress=False)
     assert error.value.line == 18 and error.value.field == "reference"
+
+
+def test_cli_with_a_running_scheduler_address(corpus, tmp_path):
+    from distributed import LocalCluster
+
+    from fairspeech.cli import main
+
+    frame, path = corpus
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        code = main([
+            "audit", str(path), "--engine", "dask", "--scheduler", cluster.scheduler_address, "--by", "cohort",
+            "--out", str(tmp_path / "out"), "--n-boot", "50", "--n-permutations", "9", "--skip-bad-rows", "--no-progress",
+        ])
+    assert code == 0
+    data = (tmp_path / "out" / "audit.json").read_text()
+    assert '"engine": "dask"' in data and '"partitions": 9' in data
