@@ -132,12 +132,12 @@ class CohortDiscoverer(BaseEstimator):
     def exclusions(self, speakers: pd.DataFrame) -> pd.Series:
         """Per speaker, the first reason the method cannot use it, or <NA>."""
         check_speakers(speakers, self.features)
-        reason = pd.Series(pd.NA, index=speakers.index, dtype="string")
+        reason = np.full(len(speakers), None, dtype=object)
         checks = {NO_WORDS: speakers[schema.REF_WORDS].to_numpy(np.float64) <= 0}
         checks.update(self._exclusion_reasons(speakers))
         for name, mask in checks.items():
-            reason[reason.isna().to_numpy() & np.asarray(mask, dtype=bool)] = name
-        return reason
+            reason[(reason == None) & np.asarray(mask, dtype=bool)] = name  # noqa: E711 (elementwise)
+        return pd.Series(reason, index=speakers.index, dtype="string")
 
     def usable(self, speakers: pd.DataFrame) -> np.ndarray:
         return self.exclusions(speakers).isna().to_numpy()

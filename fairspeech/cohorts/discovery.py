@@ -113,7 +113,7 @@ class DiscoveryResult:
             "settings": plain(self.settings),
             "definitions": DEFINITIONS,
             "methods": {name: report.to_dict() for name, report in self.reports.items()},
-            "comparison": records(self.comparison, index="method"),
+            "comparison": records(self.comparison),
             "agreement": {
                 "adjusted_rand_index": plain(self.agreement.to_dict()),
                 "bottom_cohort_jaccard": plain(self.bottom_overlap.to_dict()),
@@ -128,9 +128,9 @@ class DiscoveryResult:
             "| bottom share of speakers % | of utterances % | p-value |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for method, row in self.comparison.iterrows():
+        for _, row in self.comparison.iterrows():
             lines.append(
-                f"| {method} | {row['bottom_cohort'] if isinstance(row['bottom_cohort'], str) else '(none)'} "
+                f"| {row['method']} | {row['bottom_cohort'] if isinstance(row['bottom_cohort'], str) else '(none)'} "
                 f"| {_num(row['wer_gap_pct'])} [{_num(row['wer_gap_low_pct'])}, {_num(row['wer_gap_high_pct'])}] "
                 f"| {_num(row['honest_gap_pct'])} [{_num(row['honest_gap_low_pct'])}, {_num(row['honest_gap_high_pct'])}] "
                 f"| {_num(row['gap_vs_rest_pct'])} / {_num(row['honest_gap_vs_rest_pct'])} "
@@ -194,7 +194,7 @@ def run_discovery(
     ari, overlap = agreement(assignment_frame, names)
     settings = {
         "methods": names, "seed": seed, "n_boot": n_boot, "min_speakers": min_speakers, "alpha": alpha,
-        "n_permutations": n_permutations, "speakers": len(speakers), "utterances": len(utterances),
+        "n_permutations": n_permutations, "speakers": len(speakers), "utterances": int(speakers["utterances"].sum()),
     }
     return DiscoveryResult(
         reports=reports,

@@ -29,10 +29,9 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
-from threadpoolctl import threadpool_limits
 
 from fairspeech.cohorts.base import CannotDiscover, CohortDiscoverer, plain
-from fairspeech.cohorts.search import PermutationTest, membership_gains, permutation_test
+from fairspeech.cohorts.search import PermutationTest, limit_threads, membership_gains, permutation_test
 from fairspeech.data import schema
 from fairspeech.metrics import bootstrap as bs
 
@@ -122,7 +121,7 @@ class EmbeddingKMeans(CohortDiscoverer):
     # -- fitting ----------------------------------------------------------------------------
     def _fit(self, speakers: pd.DataFrame) -> tuple[np.ndarray, dict[int, str]]:
         x = self._unit_embeddings(speakers)
-        with threadpool_limits(self.threads):
+        with limit_threads(self.threads):
             self.silhouette_ = {} if self.k is not None else self._silhouettes(x)
             self.k_ = int(self.k) if self.k is not None else max(self.silhouette_, key=lambda k: (self.silhouette_[k], -k))
             if self.k_ < 2 or self.k_ > len(x):
@@ -167,7 +166,7 @@ class EmbeddingKMeans(CohortDiscoverer):
         )
 
     def _predict(self, speakers: pd.DataFrame) -> np.ndarray:
-        with threadpool_limits(self.threads):
+        with limit_threads(self.threads):
             return self.model_.predict(self._unit_embeddings(speakers)).astype(np.int64)
 
     def _p_value(self) -> float:

@@ -279,7 +279,7 @@ def comparison_table(reports: dict[str, MethodReport]) -> pd.DataFrame:
                 "excluded": sum(report.excluded.values()),
             }
         )
-    return pd.DataFrame(rows).set_index("method")
+    return pd.DataFrame(rows)
 
 
 def assignments(reports: dict[str, MethodReport], speakers: pd.Index) -> pd.DataFrame:

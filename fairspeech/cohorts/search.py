@@ -20,16 +20,29 @@ pairs over the speakers (coordinates, zip codes, embeddings stay put). The p-val
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Elements of one (permutations x speakers) block; bounds peak memory near 32 MB per float array.
 _BLOCK_ELEMENTS = 4_000_000
 # Relative tolerance so that float noise in equal sums still counts as "at least as extreme".
 _TIE_TOLERANCE = 1e-10
+
+
+@cache
+def _thread_pools() -> ThreadpoolController:
+    # Scanning the loaded BLAS/OpenMP libraries costs ~6 ms; do it once, on first use (after imports).
+    return ThreadpoolController()
+
+
+def limit_threads(threads: int | None, user_api: str | None = None):
+    """Context capping BLAS/OpenMP threads at ``threads`` (None: leave the libraries' defaults)."""
+    return nullcontext() if threads is None else _thread_pools().limit(limits=threads, user_api=user_api)
 
 
 def partition_gain(e_in, w_in, e_total, w_total) -> np.ndarray:
@@ -102,13 +115,15 @@ def permutation_test(
     observed = float(best_gain(errors[None, :], words[None, :])[0])
     n = len(errors)
     rows = max(1, _BLOCK_ELEMENTS // max(n, 1))
-    positions = np.arange(n)
     threshold = observed * (1.0 - _TIE_TOLERANCE)
     exceed = done = 0
-    with threadpool_limits(1, user_api="blas"):
+    with limit_threads(1, user_api="blas"):
         while done < n_permutations:
             block = min(rows, n_permutations - done)
-            shuffled = rng.permuted(np.broadcast_to(positions, (block, n)), axis=1)
+            # Row by row: Generator.permutation is ~3x faster than Generator.permuted on a 2-D block.
+            shuffled = np.empty((block, n), dtype=np.int64)
+            for row in shuffled:
+                row[:] = rng.permutation(n)
             exceed += int(np.count_nonzero(best_gain(errors[shuffled], words[shuffled]) >= threshold))
             done += block
             if alpha is not None and 1 + exceed > alpha * (1 + n_permutations):
