@@ -127,3 +127,11 @@ def test_embedding_list_column_in_manifest_is_averaged_per_speaker(corpus):
     from_manifest = run_discovery(manifest, "embedding", seed=0, embedding={"k": 5}, make_figures=False, **FAST)
     from_table = run_discovery(utterances, "embedding", embeddings=embeddings, seed=0, embedding={"k": 5}, make_figures=False, **FAST)
     pd.testing.assert_frame_equal(from_manifest.assignments, from_table.assignments)
+
+
+def test_embeddings_as_one_vector_column_with_speaker_id_column(corpus):
+    utterances, _, embeddings, _ = corpus
+    vectors = pd.DataFrame({"speaker_id": embeddings.index, "embedding": list(embeddings.to_numpy())})
+    as_vectors = run_discovery(utterances, "embedding", embeddings=vectors, seed=0, embedding={"k": 5}, make_figures=False, **FAST)
+    as_columns = run_discovery(utterances, "embedding", embeddings=embeddings, seed=0, embedding={"k": 5}, make_figures=False, **FAST)
+    pd.testing.assert_frame_equal(as_vectors.assignments, as_columns.assignments)

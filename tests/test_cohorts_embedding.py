@@ -73,3 +73,62 @@ def test_list_column_and_missing_embeddings():
 def test_expand_embedding_lists_rejects_ragged_vectors():
     with pytest.raises(ValueError, match="different lengths"):
         expand_embedding_lists(pd.Series([[1.0, 2.0], [1.0, 2.0, 3.0]], dtype=object))
+
+
+class FakeEncoder:
+    """Stands in for the resemblyzer encoder: a fixed vector per file name, errors as the real one raises."""
+
+    def embed_file(self, path):
+        name = path.name
+        if name.startswith("missing"):
+            raise FileNotFoundError(path)
+        if name.startswith("silent"):
+            raise ValueError(f"{path}: no speech")
+        vector = np.zeros(4, dtype=np.float32)
+        vector[int(name[1])] = 1.0
+        return vector
+
+
+def test_speaker_embeddings_from_audio_average_and_count_skips(tmp_path):
+    pytest.importorskip("fairspeech.verification.pretrained")  # the encoder module is another engineer's
+    from fairspeech.cohorts.embedding import speaker_embeddings_from_audio
+
+    manifest = pd.DataFrame(
+        {
+            "speaker_id": ["a", "a", "a", "b", "b", "c"],
+            "audio_path": ["v0.wav", "v1.wav", "missing.wav", "v2.wav", None, "silent.wav"],
+        }
+    )
+    embeddings, skipped = speaker_embeddings_from_audio(manifest, audio_root=tmp_path, encoder=FakeEncoder())
+    assert skipped == {"audio_not_found": 1, "no_audio_path": 1, "no_speech": 1}
+    assert list(embeddings.index) == ["a", "b"]  # c had no usable utterance
+    assert embeddings.loc["a"].to_numpy() == pytest.approx(np.array([1, 1, 0, 0]) / np.sqrt(2))
+    assert embeddings.loc["b"].to_numpy() == pytest.approx([0, 0, 1, 0])
+
+
+@pytest.mark.speech
+@pytest.mark.slow  # importing librosa and torch takes most of its ~5-10 s
+def test_speaker_embeddings_from_real_audio(tmp_path):
+    """Two flite voices, two sentences each: one 256-d unit vector per speaker, and the voices differ.
+
+    Both voices speak at 16 kHz, resemblyzer's rate, so no resampling (and its slow first call) happens.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed")
+    pytest.importorskip("fairspeech.verification.pretrained")
+    pytest.importorskip("resemblyzer")
+    from fairspeech.cohorts.embedding import speaker_embeddings_from_audio
+
+    rows = []
+    for voice in ("awb", "slt"):
+        for i, text in enumerate(["Set an alarm for seven thirty tomorrow morning.", "What is the weather like in Denver today?"]):
+            path = tmp_path / f"{voice}{i}.wav"
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True)
+            rows.append({"speaker_id": voice, "audio_path": path.name})
+    embeddings, skipped = speaker_embeddings_from_audio(pd.DataFrame(rows), audio_root=tmp_path)
+    assert skipped == {} and embeddings.shape == (2, 256)
+    assert np.linalg.norm(embeddings.to_numpy(), axis=1) == pytest.approx(1.0, abs=1e-5)
+    assert float(embeddings.loc["awb"] @ embeddings.loc["slt"]) < 0.95

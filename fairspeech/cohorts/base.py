@@ -133,10 +133,13 @@ class CohortDiscoverer(BaseEstimator):
         """Per speaker, the first reason the method cannot use it, or <NA>."""
         check_speakers(speakers, self.features)
         reason = np.full(len(speakers), None, dtype=object)
+        unassigned = np.ones(len(speakers), dtype=bool)
         checks = {NO_WORDS: speakers[schema.REF_WORDS].to_numpy(np.float64) <= 0}
         checks.update(self._exclusion_reasons(speakers))
         for name, mask in checks.items():
-            reason[(reason == None) & np.asarray(mask, dtype=bool)] = name  # noqa: E711 (elementwise)
+            hit = unassigned & np.asarray(mask, dtype=bool)
+            reason[hit] = name
+            unassigned &= ~hit
         return pd.Series(reason, index=speakers.index, dtype="string")
 
     def usable(self, speakers: pd.DataFrame) -> np.ndarray:

@@ -71,16 +71,27 @@ def _speaker_embeddings(utterances: pd.DataFrame, embeddings: pd.DataFrame | Non
     speaker-level column this is the vector itself. Speakers without a vector get NaN (excluded later).
     """
     if embeddings is not None:
-        if not embeddings.index.is_unique:
-            raise ValueError("embeddings must have one row per speaker_id; the index has duplicates")
-        table = embeddings.copy()
-        table.columns = [f"{EMBEDDING_PREFIX}{i:03d}" for i in range(table.shape[1])]
-        table.index = table.index.rename(schema.SPEAKER_ID)
-        return table
+        return _embedding_table(embeddings)
     if EMBEDDING_LIST_COLUMN not in utterances.columns:
         raise ValueError("the embedding method needs `embeddings` (speaker_id -> vector) or an 'embedding' manifest column")
     vectors = expand_embedding_lists(utterances[EMBEDDING_LIST_COLUMN].reset_index(drop=True))
     return vectors.groupby(utterances[schema.SPEAKER_ID].to_numpy()).mean()
+
+
+def _embedding_table(embeddings: pd.DataFrame) -> pd.DataFrame:
+    """A user's speaker embeddings as ``emb_*`` columns indexed by speaker_id.
+
+    Accepts one column per dimension or a single column of vectors (as the demo's
+    speaker_embeddings.parquet stores them), with speaker_id as the index or as a column.
+    """
+    table = embeddings.set_index(schema.SPEAKER_ID) if schema.SPEAKER_ID in embeddings.columns else embeddings
+    if not table.index.is_unique:
+        raise ValueError("embeddings must have one row per speaker_id; speaker ids repeat")
+    if table.shape[1] == 1 and table.iloc[:, 0].dtype == object:
+        table = expand_embedding_lists(table.iloc[:, 0])
+    else:
+        table = table.set_axis([f"{EMBEDDING_PREFIX}{i:03d}" for i in range(table.shape[1])], axis=1)
+    return table.rename_axis(schema.SPEAKER_ID)
 
 
 def build_model(name: str, *, seed: int, min_speakers: int, alpha: float, n_permutations: int | None, zip_attributes, params: dict) -> CohortDiscoverer:

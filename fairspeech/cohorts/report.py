@@ -227,17 +227,16 @@ def describe_params(model: CohortDiscoverer) -> dict:
 def method_report(model: CohortDiscoverer, speakers: pd.DataFrame, *, n_boot: int, seed: int, alpha: float = 0.05) -> MethodReport:
     """Fit ``model`` on all speakers, then measure it in sample and cross-fitted."""
     params = describe_params(model)
-    excluded = plain(model.exclusions(speakers).value_counts().sort_index().to_dict())
     try:
         model.fit(speakers)
-    except CannotDiscover as reason:
-        return MethodReport(model.method, None, params, excluded, status="unavailable", reason=str(reason))
+    except CannotDiscover as reason:  # excluded_ is set before fit gives up
+        return MethodReport(model.method, None, params, model.excluded_, status="unavailable", reason=str(reason))
     held_out_roles, folds = cross_fit(model, speakers, seed)
     return MethodReport(
         method=model.method,
         model=model,
         params=params,
-        excluded=excluded,
+        excluded=model.excluded_,
         cohorts=cohort_intervals(speakers, model, n_boot=n_boot, seed=seed, alpha=alpha),
         in_sample=gap_estimate(speakers, model.roles(model.labels_), n_boot=n_boot, seed=seed, label=f"{model.method}/in-sample", alpha=alpha),
         honest=gap_estimate(speakers, held_out_roles, n_boot=n_boot, seed=seed, label=f"{model.method}/honest", alpha=alpha),
