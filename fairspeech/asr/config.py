@@ -1,0 +1,147 @@
+"""Recipe configuration: one TOML file per experiment, sections mapped onto dataclasses.
+
+    [data]  [model]  [specaugment]  [train]  [eval]  [amortized] or [gating]
+
+``load_config(path, overrides=["train.epochs=3", ...])`` applies ``--set`` style overrides (values
+parsed as TOML). ``build_model`` turns ``[model].kind`` into the model: ``ctc`` (baseline),
+``amortized`` (branched encoder with an arbitrator) or ``gated`` (per-block gating).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from fairspeech.asr.ctc_model import SpecAugmentConfig
+from fairspeech.asr.encoder import EncoderConfig
+
+
+@dataclass
+class DataConfig:
+    manifest: str = "data_manifests/demo/manifest.parquet"
+    cache_dir: str = "exp/features"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    max_train_utterances: int | None = None  # first N of the train split (tests, quick runs)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 2
+    epochs: int = 30
+    max_minutes: float | None = None  # safety net: stop (with a checkpoint) once training has taken this long
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    max_frames_per_batch: int = 12000  # padded 10 ms frames per batch
+    checkpoint_every: int = 100  # optimizer steps
+    log_every: int = 10  # steps between records in the training log
+    keep_checkpoints: int = 2
+    init_from: str | None = None  # a model.safetensors to start from (fine-tuning a variant from the baseline)
+    dev_every_epoch: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    splits: list[str] = field(default_factory=lambda: ["dev", "test"])
+    decode: str = "greedy"
+    beam: int = 8
+    by: list[str] = field(default_factory=lambda: ["voice_family", "gender", "age", "accent"])
+    n_boot: int = 1000
+    min_speakers: int = 5
+    max_frames_per_batch: int = 30000
+
+
+@dataclass
+class RecipeConfig:
+    name: str = "asr"
+    kind: str = "ctc"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: EncoderConfig = field(default_factory=EncoderConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    variant: dict = field(default_factory=dict)  # [amortized] / [gating] settings, read by the variant's own config class
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "model": EncoderConfig, "specaugment": SpecAugmentConfig, "train": TrainConfig, "eval": EvalConfig}
+VARIANT_SECTIONS = {"amortized": "amortized", "gated": "gating"}
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'train.epochs=3' -> ('train.epochs', 3); a value that is not TOML is taken as a string."""
+    key, _, raw = text.partition("=")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def config_from_dict(tree: dict) -> RecipeConfig:
+    tree = dict(tree)
+    kind = tree.get("model", {}).get("kind", "ctc")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = {k: v for k, v in tree.pop(name, {}).items() if not (name == "model" and k == "kind")}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise KeyError(f"[{name}] has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        sections[name] = cls(**values)
+    variant = tree.pop(VARIANT_SECTIONS[kind], {}) if kind in VARIANT_SECTIONS else {}
+    name = tree.pop("name", "asr")
+    leftover = set(tree) - set(VARIANT_SECTIONS.values())
+    if leftover:
+        raise KeyError(f"unknown config sections {sorted(leftover)}")
+    if kind not in ("ctc", *VARIANT_SECTIONS):
+        raise ValueError(f"model.kind must be one of ctc, amortized, gated; got {kind!r}")
+    return RecipeConfig(name=name, kind=kind, variant=variant, **sections)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RecipeConfig:
+    tree = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    for text in overrides:
+        _set(tree, *parse_override(text))
+    return config_from_dict(tree)
+
+
+def dict_to_config(data: dict) -> RecipeConfig:
+    """Inverse of :meth:`RecipeConfig.to_dict` (the JSON stored beside a trained model)."""
+    tree = {k: v for k, v in data.items() if k not in ("kind", "variant")}
+    tree["model"] = dict(data["model"], kind=data["kind"])
+    if data["kind"] in VARIANT_SECTIONS:
+        tree[VARIANT_SECTIONS[data["kind"]]] = data["variant"]
+    return config_from_dict(tree)
+
+
+def build_model(config: RecipeConfig, vocab_size: int):
+    if config.kind == "ctc":
+        from fairspeech.asr.ctc_model import CTCModel
+
+        return CTCModel(config.model, vocab_size, config.specaugment)
+    if config.kind == "amortized":
+        from fairspeech.asr.amortized import AmortizedConfig, AmortizedCTCModel
+
+        return AmortizedCTCModel(config.model, vocab_size, AmortizedConfig(**config.variant), config.specaugment)
+    from fairspeech.asr.block_gating import GatedCTCModel, GatingConfig
+
+    return GatedCTCModel(config.model, vocab_size, GatingConfig(**config.variant), config.specaugment)

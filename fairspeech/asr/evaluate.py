@@ -1,0 +1,156 @@
+"""Evaluation: transcribe a split, write a manifest the audit reads, run the audit per cohort.
+
+    python -m fairspeech.asr.evaluate exp/asr_baseline/model.safetensors --out exp/asr_baseline/eval
+
+For each split this writes ``{split}_manifest.parquet`` (utt_id, speaker_id, reference, our
+hypothesis, every metadata column of the corpus, and the per-utterance compute routing of models
+that route) and ``audit_{split}/`` (the audit's JSON, CSV, HTML report and figures), so any model of
+the stack is auditable per cohort with ``fairspeech audit`` as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairspeech.asr import checkpoint as ckpt
+from fairspeech.asr.config import RecipeConfig, build_model, dict_to_config
+from fairspeech.asr.data import SplitData, load_splits
+from fairspeech.asr.decode import decode
+from fairspeech.asr.tokenizer import CharTokenizer
+from fairspeech.audit import run_audit
+from fairspeech.data import schema
+from fairspeech.data.manifest import read_manifest
+from fairspeech.metrics.wer import alignment_counts, wer
+from fairspeech.utils import io
+
+ROUTING = "routing_rate"  # share of the full compute used, averaged over the utterance's encoder frames
+ENCODER_FRAMES = "encoder_frames"
+PRIOR_HYPOTHESIS = "pocketsphinx_hypothesis"
+
+
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    counts = alignment_counts(list(references), list(hypotheses))
+    return wer(counts[schema.ERRORS], counts[schema.REF_WORDS])
+
+
+@torch.inference_mode()
+def transcribe(model: torch.nn.Module, data: SplitData, tokenizer: CharTokenizer, method: str = "greedy", beam: int = 8,
+               max_frames: int = 30000) -> tuple[list[str], pd.DataFrame]:
+    """Hypotheses in split order, and per utterance its encoder frames and routing rate (NaN if the model does not route)."""
+    was_training = model.training
+    model.eval()
+    hyps: list[str] = [""] * len(data)
+    frames = np.zeros(len(data), dtype=np.int64)
+    routing = np.full(len(data), np.nan)
+    for batch in data.iterate(data.batches(max_frames)):
+        out = model(batch.features, batch.lengths)
+        for i, ids in zip(batch.indices, decode(out.log_probs, out.lengths, method, beam)):
+            hyps[i] = tokenizer.decode(ids)
+        for row, i in enumerate(batch.indices):
+            n = int(out.lengths[row])
+            frames[i] = n
+            if out.routing is not None and n > 0:
+                routing[i] = float(out.routing[row, :n].float().mean())
+    model.train(was_training)
+    return hyps, pd.DataFrame({ENCODER_FRAMES: frames, ROUTING: routing})
+
+
+def load_trained(model_path: str | Path) -> tuple[torch.nn.Module, CharTokenizer, RecipeConfig]:
+    weights, meta = ckpt.load_weights(model_path)
+    config = dict_to_config(meta["config"])
+    tokenizer = CharTokenizer(meta["characters"])
+    model = build_model(config, tokenizer.vocab_size)
+    model.load_state_dict(weights)
+    model.eval()
+    return model, tokenizer, config
+
+
+def routing_by_cohort(frame: pd.DataFrame, by: Sequence[str]) -> dict:
+    """Frame-weighted routing rate per cohort of each attribute (the share of full compute spent on it)."""
+    out = {}
+    for column in by:
+        weighted = frame[ROUTING] * frame[ENCODER_FRAMES]
+        grouped = pd.DataFrame({"w": weighted, "n": frame[ENCODER_FRAMES], column: frame[column].astype("string").fillna("(missing)")}).groupby(column)
+        sums = grouped[["w", "n"]].sum()
+        out[column] = {str(k): float(v) for k, v in (sums["w"] / sums["n"]).items()}
+    return out
+
+
+def audit_summary(result) -> dict:
+    """The parts of an audit worth keeping in a benchmark JSON: overall WER, cohort WERs with intervals, gaps."""
+    data = result.to_dict()
+    keep = ("speakers", "utterances", "ref_words", "errors", "wer", "wer_low", "wer_high")
+    tables = {}
+    for table in data["cohort_tables"]:
+        tables[table["name"]] = {
+            "cohorts": {c["cohort"]: {k: c[k] for k in keep} for c in table["cohorts"]},
+            "gap": table["gap"],
+        }
+    return {"overall": {k: data["overall"][k] for k in keep}, "by": tables}
+
+
+def evaluate_split(model, tokenizer, frame: pd.DataFrame, data: SplitData, split: str, out_dir: Path, config: RecipeConfig) -> dict:
+    ec = config.eval
+    hyps, per_utt = transcribe(model, data, tokenizer, ec.decode, ec.beam, ec.max_frames_per_batch)
+    table = frame.copy()
+    if schema.HYPOTHESIS in table.columns:
+        table[PRIOR_HYPOTHESIS] = table[schema.HYPOTHESIS]
+    table[schema.HYPOTHESIS] = hyps
+    table = pd.concat([table.reset_index(drop=True), per_utt], axis=1)
+    manifest_path = out_dir / f"{split}_manifest.parquet"
+    with io.atomic_path(manifest_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    by = [c for c in ec.by if c in table.columns]
+    common = dict(by=by, n_boot=ec.n_boot, n_permutations=ec.n_boot, min_speakers=ec.min_speakers, seed=config.train.seed)
+    result = run_audit(read_manifest(manifest_path), **common)
+    result.write(out_dir / f"audit_{split}")
+    summary = {"decode": ec.decode, "manifest": str(manifest_path), **audit_summary(result)}
+    if table[ROUTING].notna().any():
+        summary["routing_rate"] = float((table[ROUTING] * table[ENCODER_FRAMES]).sum() / table[ENCODER_FRAMES].sum())
+        summary["routing_by_cohort"] = routing_by_cohort(table, by)
+    if PRIOR_HYPOTHESIS in table.columns and table[PRIOR_HYPOTHESIS].notna().all():
+        prior = table.drop(columns=[schema.HYPOTHESIS]).rename(columns={PRIOR_HYPOTHESIS: schema.HYPOTHESIS})
+        from fairspeech.data.manifest import Manifest
+
+        summary["pocketsphinx"] = audit_summary(run_audit(Manifest(prior, str(manifest_path), "parquet"), **common))
+    return summary
+
+
+def evaluate(model_path: str | Path, out_dir: str | Path, splits: Sequence[str] | None = None, overrides: dict | None = None) -> dict:
+    """Evaluate a trained model on ``splits`` (default: the config's eval splits); writes ``out_dir/eval.json``."""
+    model, tokenizer, config = load_trained(model_path)
+    for key, value in (overrides or {}).items():
+        setattr(config.eval, key, value)
+    torch.set_num_threads(config.train.threads)
+    out_dir = Path(out_dir)
+    splits = list(splits or config.eval.splits)
+    loaded = load_splits(config.data.manifest, splits, config.data.cache_dir, progress=config.train.progress)
+    results = {}
+    for split in splits:
+        frame, cache = loaded[split]
+        results[split] = evaluate_split(model, tokenizer, frame, SplitData(cache), split, out_dir, config)
+    io.write_json(out_dir / "eval.json", results)
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Transcribe splits with a trained fairspeech ASR model and audit them per cohort.")
+    parser.add_argument("model", help="model.safetensors written by fairspeech.asr.train")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--splits", default=None, help="comma-separated splits (default: the config's)")
+    parser.add_argument("--decode", choices=["greedy", "beam"], default=None)
+    args = parser.parse_args(argv)
+    overrides = {"decode": args.decode} if args.decode else {}
+    results = evaluate(args.model, args.out, args.splits.split(",") if args.splits else None, overrides)
+    for split, summary in results.items():
+        print(f"{split}: WER {100 * summary['overall']['wer']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The training loop: AdamW with warm-up and cosine decay, gradient clipping, CTC loss plus the model's
+own penalty (compute or amortization), checkpoints with exact resume, a dev WER after each epoch.
+
+    python -m fairspeech.asr.train recipes/asr_baseline/config.toml --exp-dir exp/asr_baseline [--set train.epochs=3]
+
+Re-running the same command after an interruption continues from the newest checkpoint: the batch
+order of an epoch is a function of ``(seed, epoch)`` and torch's RNG state is saved, so an
+interrupted-and-resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from fairspeech.asr import checkpoint as ckpt
+from fairspeech.asr.config import RecipeConfig, build_model, load_config
+from fairspeech.asr.data import SplitData, load_splits
+from fairspeech.asr.evaluate import transcribe, corpus_wer
+from fairspeech.asr.tokenizer import CharTokenizer
+from fairspeech.data import schema
+from fairspeech.utils import io
+
+
+def learning_rate(step: int, total_steps: int, config) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``total_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def ctc_feasible(out_frames: int, target: torch.Tensor) -> bool:
+    """CTC needs a frame per token plus one blank between each pair of equal neighbours."""
+    repeats = int((target[1:] == target[:-1]).sum()) if len(target) > 1 else 0
+    return out_frames >= len(target) + repeats
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def initialize_from(model: torch.nn.Module, path: str) -> dict:
+    """Start from a trained model's weights where names and shapes match (a variant from its baseline).
+
+    Parameters the source does not have (arbitrators, lean branches) keep their fresh initialization,
+    or are derived by the model's own ``init_from_state`` when it defines one (e.g. an SVD of the
+    slow weights).
+    """
+    weights, _ = ckpt.load_weights(path)
+    if hasattr(model, "init_from_state"):
+        return model.init_from_state(weights)
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return {"loaded": len(usable), "fresh": sorted(set(own) - set(usable))}
+
+
+def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | None = None) -> dict:
+    """Train (or resume training) ``config`` in ``exp_dir``; returns the summary also written to train_summary.json.
+
+    ``stop_after_steps`` ends the run early after that many steps *of this call* without a final
+    checkpoint, as a kill would (used to test resuming).
+    """
+    exp_dir = Path(exp_dir)
+    tc = config.train
+    torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+
+    splits = [config.data.train_split] + ([config.data.dev_split] if tc.dev_every_epoch else [])
+    loaded = load_splits(config.data.manifest, splits, config.data.cache_dir,
+                         max_utterances={config.data.train_split: config.data.max_train_utterances}, progress=tc.progress)
+    train_frame, train_cache = loaded[config.data.train_split]
+    tokenizer = CharTokenizer.from_texts(train_frame[schema.REFERENCE])
+    tokenizer.save(exp_dir / "tokenizer.json")
+    train_data = SplitData(train_cache, train_frame[schema.REFERENCE].tolist(), tokenizer)
+    dev = None
+    if tc.dev_every_epoch:
+        dev_frame, dev_cache = loaded[config.data.dev_split]
+        dev = (dev_frame, SplitData(dev_cache))
+
+    model = build_model(config, tokenizer.vocab_size)
+    model.frontend.cmvn.set_stats(*train_cache.mean_std())
+    init_report = initialize_from(model, tc.init_from) if tc.init_from else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+    subsample = model.frontend.subsampling.output_length
+    usable = [i for i in range(len(train_data)) if ctc_feasible(int(subsample(int(train_data.frames[i]))), train_data.targets[i])]
+    batches_per_epoch = len(train_data.batches(tc.max_frames_per_batch, [tc.seed, 0], usable))
+    total_steps = tc.epochs * batches_per_epoch
+
+    checkpoints = exp_dir / "checkpoints"
+    meta = ckpt.load_checkpoint(checkpoints, model, optimizer)
+    progress = meta["progress"] if meta else {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "log": [], "dev": []}
+    if meta:
+        print(f"resuming from step {progress['step']} (epoch {progress['epoch']}, batch {progress['batch']})")
+
+    def save() -> None:
+        ckpt.save_checkpoint(checkpoints, progress["step"], model, optimizer, progress, keep=tc.keep_checkpoints)
+
+    started = time.perf_counter()
+    elapsed_before = progress["elapsed_s"]
+    steps_this_call = 0
+    stopped = "completed"
+    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.name}", disable=not tc.progress, mininterval=5.0)
+    model.train()
+    while progress["epoch"] < tc.epochs and stopped == "completed":
+        batches = train_data.batches(tc.max_frames_per_batch, [tc.seed, progress["epoch"]], usable)
+        for batch in train_data.iterate(batches, start=progress["batch"]):
+            step = progress["step"]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, tc)
+            if hasattr(model, "on_step"):
+                model.on_step(step, total_steps)
+            out = model(batch.features, batch.lengths)
+            ctc = F.ctc_loss(out.log_probs.transpose(0, 1), batch.targets, out.lengths, batch.target_lengths, blank=tokenizer.blank_id, zero_infinity=True)
+            loss = ctc + out.penalty if out.penalty is not None else ctc
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            progress["step"] += 1
+            progress["batch"] += 1
+            steps_this_call += 1
+            progress["elapsed_s"] = elapsed_before + time.perf_counter() - started
+            record = {"step": progress["step"], "loss": loss.item(), "ctc": ctc.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], **out.stats}
+            bar.update(1)
+            if progress["step"] % tc.log_every == 0:
+                progress["log"].append(record)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k not in ("step", "lr")}, refresh=False)
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                bar.close()
+                return {"stopped": "stop_after_steps", "step": progress["step"]}
+            if progress["step"] % tc.checkpoint_every == 0:
+                save()
+            if tc.max_minutes is not None and progress["elapsed_s"] > 60 * tc.max_minutes:
+                stopped = "time limit"
+                break
+        else:
+            progress["epoch"] += 1
+            progress["batch"] = 0
+            if dev is not None:
+                dev_frame, dev_data = dev
+                hyps, _ = transcribe(model, dev_data, tokenizer, max_frames=config.eval.max_frames_per_batch)
+                dev_wer = corpus_wer(dev_frame[schema.REFERENCE].tolist(), hyps)
+                progress["elapsed_s"] = elapsed_before + time.perf_counter() - started  # dev decoding counts against the budget
+                progress["dev"].append({"epoch": progress["epoch"], "step": progress["step"], "wer": dev_wer, "elapsed_s": progress["elapsed_s"]})
+                tqdm.write(f"epoch {progress['epoch']}: dev WER {100 * dev_wer:.2f}% after {progress['elapsed_s'] / 60:.1f} min")
+                model.train()
+            save()
+    bar.close()
+    save()
+
+    model_meta = {"config": config.to_dict(), "characters": tokenizer.characters, "step": progress["step"]}
+    ckpt.save_model(exp_dir / "model.safetensors", model, model_meta)
+    summary = {
+        "name": config.name,
+        "kind": config.kind,
+        "stopped": stopped,
+        "steps": progress["step"],
+        "epochs_completed": progress["epoch"],
+        "train_minutes": progress["elapsed_s"] / 60,
+        "parameters": count_parameters(model),
+        "train_utterances": len(usable),
+        "train_utterances_infeasible_for_ctc": len(train_data) - len(usable),
+        "train_audio_hours": float(train_frame[schema.DURATION].sum() / 3600) if schema.DURATION in train_frame else None,
+        "threads": tc.threads,
+        "init": init_report,
+        "dev_by_epoch": progress["dev"],
+        "log": progress["log"],
+    }
+    io.write_json(exp_dir / "train_summary.json", summary)
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train a fairspeech ASR model from a recipe config.")
+    parser.add_argument("config", help="recipe TOML")
+    parser.add_argument("--exp-dir", required=True, help="experiment directory (checkpoints, model, logs); rerun to resume")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, args.set)
+    summary = train(config, args.exp_dir)
+    print(f"{summary['stopped']}: {summary['steps']} steps, {summary['epochs_completed']} epochs, {summary['train_minutes']:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

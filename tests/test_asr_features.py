@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from fairspeech.asr.features import GlobalCMVN, LogMel, SpecAugment, mel_filterbank
+from fairspeech.asr.tokenizer import CharTokenizer
+
+
+def test_logmel_shape_and_determinism():
+    logmel = LogMel()
+    wave = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    a, b = logmel(wave), logmel(wave.clone())
+    assert a.shape == (2, (16000 - 400) // 160 + 1, 80) == (2, logmel.num_frames(16000), 80)
+    assert torch.equal(a, b)
+    assert torch.equal(logmel(wave[0]), a[0])  # an unbatched waveform gives the same frames
+
+
+def test_logmel_puts_a_tone_in_the_right_mel_band():
+    logmel = LogMel()
+    t = torch.arange(16000) / 16000
+    for freq in (300.0, 1000.0, 4000.0):
+        peak_band = int(logmel(torch.sin(2 * np.pi * freq * t)).mean(0).argmax())
+        # The band whose filter peaks nearest the tone's frequency.
+        centers = mel_filterbank(257, 80, 16000, 20.0, 7600.0).argmax(0) * 8000 / 256
+        assert abs(float(centers[peak_band]) - freq) < 0.1 * freq + 40
+
+
+def test_mel_filters_are_triangles_peaking_at_one():
+    fb = mel_filterbank(257, 40, 16000, 0.0, 8000.0)
+    assert fb.shape == (257, 40)
+    assert float(fb.min()) == 0.0 and float(fb.max()) <= 1.0
+    assert (fb.max(0).values > 0.5).all()  # every filter catches at least one FFT bin near its peak
+
+
+def test_cmvn_normalizes_with_given_stats():
+    cmvn = GlobalCMVN(3)
+    cmvn.set_stats(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 0.5]))
+    out = cmvn(torch.tensor([[3.0, 2.0, 2.0]]))
+    assert torch.allclose(out, torch.tensor([[1.0, 0.0, -2.0]]))
+
+
+def test_specaugment_masks_in_training_only():
+    torch.manual_seed(0)
+    aug = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width=10, time_mask_ratio=0.2)
+    x = torch.ones(2, 100, 80)
+    lengths = torch.tensor([100, 60])
+    aug.eval()
+    assert torch.equal(aug(x, lengths), x)
+    aug.train()
+    out = aug(x, lengths)
+    assert 0 < float((out == 0).float().mean()) < 0.5
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_tokenizer_round_trip_and_normalization():
+    tok = CharTokenizer()
+    text = "Set a timer for twenty-five minutes, don't wait!"
+    ids = tok.encode(text)
+    assert tok.blank_id == 0 and 0 not in ids and max(ids) < tok.vocab_size
+    assert tok.decode(ids) == "set a timer for twenty five minutes don't wait"
+    with pytest.raises(ValueError, match="not in the tokenizer"):
+        tok.encode("café")
+
+
+def test_tokenizer_from_texts_adds_characters_and_reloads(tmp_path):
+    tok = CharTokenizer.from_texts(["call zoë at 9"])
+    assert "ë" in tok.characters and "9" in tok.characters
+    tok.save(tmp_path / "tok.json")
+    again = CharTokenizer.load(tmp_path / "tok.json")
+    assert again.characters == tok.characters
+    assert again.decode(again.encode("Call Zoë at 9")) == "call zoë at 9"
