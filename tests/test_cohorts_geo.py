@@ -7,7 +7,7 @@ from shapely.geometry import box
 
 from fairspeech.cohorts import CannotDiscover, GeoClusteringTree
 from fairspeech.cohorts import synthetic as syn
-from fairspeech.cohorts.geo_tree import _NodeSearch
+from fairspeech.cohorts.geo_tree import _NodeSearch, thin
 from fairspeech.data.speakers import speaker_table
 
 
@@ -51,6 +51,25 @@ def test_search_matches_brute_force_gain():
     assert gain == pytest.approx(best[0], rel=1e-9)
     assert axis == best[1]
     assert brute(axis, threshold) == pytest.approx(gain, rel=1e-9)
+
+
+def test_thinned_cuts_are_an_even_subset_and_the_search_scores_exactly_those():
+    cuts = np.arange(10, 990)
+    kept = thin(cuts, 64)
+    assert len(kept) == 64 and kept[0] == cuts[0] and kept[-1] == cuts[-1] and np.isin(kept, cuts).all()
+    assert np.array_equal(thin(cuts, 5000), cuts)
+    speakers, _ = planted_speakers(8, n_speakers=400)
+    coords = speakers[["lon", "lat"]].to_numpy()
+    e, w = speakers["errors"].to_numpy(float), speakers["ref_words"].to_numpy(float)
+    orders = tuple(np.argsort(coords[:, a], kind="stable") for a in (0, 1))
+    search = _NodeSearch(coords, e, w, orders, min_speakers=10, max_cuts=16)
+    for axis in (0, 1):
+        gains = search.axis_gains(search.errors[None, :], search.words[None, :], axis)[0]
+        assert len(gains) == len(search.thresholds[axis]) == 16
+        for threshold, gain in zip(search.thresholds[axis], gains):
+            left = coords[:, axis] <= threshold
+            wl, wr = w[left].sum(), w[~left].sum()
+            assert gain == pytest.approx(wl * wr / w.sum() * (e[left].sum() / wl - e[~left].sum() / wr) ** 2, rel=1e-9)
 
 
 def test_predict_reproduces_fitted_labels_and_thresholds():

@@ -1,11 +1,12 @@
 """GeoClusteringTree: rectangular map regions where the model does worst, by recursive binary splits.
 
-Each node's speakers are sorted once per axis (longitude, latitude); the cumulative sums of errors
-and words along that order score every cut position in one pass, so the best split of a node costs
-O(speakers) after sorting, and children inherit their parent's sort orders by filtering, never
-re-sorting. Large nodes score at most ``max_cuts`` candidate cuts per axis, evenly spaced in speaker
-rank (at 100k speakers, one cut every ~100 speakers; exact below ``max_cuts`` distinct cuts). Splits maximize the word-weighted gain of ``search.partition_gain`` (not the raw WER
-difference, which would chase tiny noisy regions) with at least ``min_speakers`` speakers per side.
+Each node's speakers are sorted once per axis (longitude, latitude), and children inherit their
+parent's orders by filtering, never re-sorting. Along a sorted axis, prefix sums of errors and words
+score every cut in one pass, so a node's best split costs O(speakers) after sorting. Large nodes
+score at most ``max_cuts`` candidate cuts per axis, evenly spaced in speaker rank (at 100k speakers
+one every ~100 speakers; exact below ``max_cuts`` distinct cuts). Splits maximize the word-weighted
+gain of ``search.partition_gain`` (not the raw WER difference, which would chase tiny noisy
+regions), with at least ``min_speakers`` speakers a side.
 
 Growth is best-first: the leaf whose best split has the highest gain is tested next, with a
 max-statistic permutation test that shuffles the node's speakers' (errors, words) and re-runs the
