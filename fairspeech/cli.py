@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", default=None, help="force the format (csv, tsv, jsonl, parquet, nemo, commonvoice, kaldi)")
     audit.add_argument("--map", type=_mapping, default={}, metavar="FIELD=COLUMN,...", help="map file columns to canonical fields")
     audit.add_argument("--hyp", default=None, help="hypotheses file ('utt-id words...' lines) for manifests without them")
+    audit.add_argument("--asr", default=None, choices=["pocketsphinx"], help="transcribe the manifest's audio_path with this ASR (its hypotheses replace any in the file)")
+    audit.add_argument("--audio-root", default=None, help="folder that relative audio paths start from (default: the manifest's folder)")
     audit.add_argument("--skip-bad-rows", action="store_true", help="exclude bad rows (counted by reason in the report) instead of failing")
     audit.add_argument("--engine", choices=["memory", "dask"], default="memory", help="'dask' audits a partitioned Parquet manifest out of core (default: %(default)s)")
     audit.add_argument("--scheduler", default=None, help="with --engine dask: address of a running Dask scheduler (default: a local cluster of --workers processes)")
@@ -134,7 +136,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise ManifestError("--engine dask reads canonical Parquet manifests; --map, --hyp and --format are for the in-memory engine")
             _run_audit(args, args.manifest, _split(args.discover))
         elif args.command == "audit":
-            manifest = read_manifest(args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows)
+            manifest = read_manifest(
+                args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows,
+                require_hypothesis=args.asr is None,
+            )
+            if args.asr:
+                from fairspeech.asr.transcribe import transcribe_manifest
+
+                manifest = transcribe_manifest(
+                    manifest, args.asr, audio_root=args.audio_root, workers=args.workers or 1,
+                    skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress,
+                )
             _run_audit(args, manifest, _split(args.discover))
         elif args.command == "demo":
             manifest_path = DEMO_DIR / "manifest.parquet"

@@ -72,3 +72,18 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
 def test_unknown_by_column_is_a_clear_error(capsys):
     assert main(["audit", str(EXAMPLES / "manifest.csv"), "--by", "dialect", "--out", "/tmp/never"]) == 2
     assert "dialect" in capsys.readouterr().err
+
+
+def test_a_perfect_best_cohort_gives_an_undefined_ratio_not_infinity(tmp_path):
+    rows = [
+        {"utt_id": f"u{i}", "speaker_id": f"s{i % 4}", "reference": "turn on the lights",
+         "hypothesis": "turn on the lights" if i % 2 == 0 else "turn the light", "gender": "f" if i % 2 == 0 else "m"}
+        for i in range(8)
+    ]
+    path = tmp_path / "m.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = run_audit(read_manifest(path), "gender", n_boot=50, n_permutations=9, min_speakers=1, progress=False)
+    gap = result.tables[0].gap
+    assert gap["wer_best"] == 0.0 and gap["ratio"] is None
+    result.write(tmp_path / "out")  # strict JSON: no Infinity/NaN
+    assert json.loads((tmp_path / "out" / "audit.json").read_text())["cohort_tables"][0]["gap"]["ratio"] is None

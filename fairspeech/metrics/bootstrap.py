@@ -10,6 +10,7 @@ change when other cohorts are added or reordered.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import numpy as np
@@ -71,8 +72,10 @@ def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def percentile_interval(replicates: np.ndarray, alpha: float = 0.05, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval, ignoring replicates that are undefined (NaN)."""
-    low, high = np.nanpercentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=axis)
+    """Percentile bootstrap interval, ignoring replicates that are undefined (NaN); NaN if all are."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a WER with no words
+        low, high = np.nanpercentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=axis)
     return low, high
 
 

@@ -150,18 +150,20 @@ class CohortFrame:
         d_low, d_high = bs.percentile_interval(diff, self.alpha)
         r_low, r_high = bs.percentile_interval(rat, self.alpha)
         w, b = table["wer"].iloc[worst], table["wer"].iloc[best]
-        return {
+        gap = {
             "worst": _label(table.index[worst]),
             "best": _label(table.index[best]),
-            "wer_worst": float(w),
-            "wer_best": float(b),
-            "difference": float(w - b),
-            "difference_low": float(d_low),
-            "difference_high": float(d_high),
-            "ratio": float(w / b) if b > 0 else float("inf"),
-            "ratio_low": float(r_low),
-            "ratio_high": float(r_high),
+            "wer_worst": w,
+            "wer_best": b,
+            "difference": w - b,
+            "difference_low": d_low,
+            "difference_high": d_high,
+            # Undefined (None in JSON) when the best cohort has no errors at all.
+            "ratio": bs.ratio(w, b).item(),
+            "ratio_low": r_low,
+            "ratio_high": r_high,
         }
+        return {k: _plain(v) for k, v in gap.items()}
 
     # -- fairlearn-style views ---------------------------------------------------------------
     def difference(self, method: str = "between_groups") -> float:

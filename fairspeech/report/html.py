@@ -33,6 +33,10 @@ def _pct(value) -> str:
     return "" if value is None or value != value else f"{100 * value:.2f}"
 
 
+def _num(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None or value != value else format(value, spec)
+
+
 def _img(figures: dict[str, bytes], name: str) -> str:
     if name not in figures:
         return ""
@@ -47,8 +51,8 @@ def _cohort_table(table: dict) -> str:
         rows.append(
             f"<tr><td{sig}>{html.escape(str(c['cohort']))}</td><td>{c['speakers']}</td><td>{c['utterances']}</td>"
             f"<td>{c['ref_words']}</td><td>{_pct(c['wer'])}</td><td>{_pct(c['wer_low'])} - {_pct(c['wer_high'])}</td>"
-            f"<td>{_pct(c['diff_overall'])}</td><td>{c['ratio_overall']:.3f}</td><td>{_pct(c.get('diff_best'))}</td>"
-            f"<td>{c['p_value']:.4f}</td><td>{c['p_adjusted']:.4f}</td></tr>"
+            f"<td>{_pct(c['diff_overall'])}</td><td>{_num(c['ratio_overall'], '.3f')}</td><td>{_pct(c.get('diff_best'))}</td>"
+            f"<td>{_num(c['p_value'], '.4f')}</td><td>{_num(c['p_adjusted'], '.4f')}</td></tr>"
         )
     head = (
         "<tr><th>cohort</th><th>speakers</th><th>utts</th><th>words</th><th>WER %</th><th>95% interval</th>"
@@ -60,8 +64,8 @@ def _cohort_table(table: dict) -> str:
         gap_html = (
             f"<p>Gap: <b>{html.escape(gap['worst'])}</b> {_pct(gap['wer_worst'])}% vs <b>{html.escape(gap['best'])}</b> "
             f"{_pct(gap['wer_best'])}%: difference {_pct(gap['difference'])} pts "
-            f"[{_pct(gap['difference_low'])}, {_pct(gap['difference_high'])}], ratio {gap['ratio']:.2f} "
-            f"[{gap['ratio_low']:.2f}, {gap['ratio_high']:.2f}].</p>"
+            f"[{_pct(gap['difference_low'])}, {_pct(gap['difference_high'])}], ratio {_num(gap['ratio'])} "
+            f"[{_num(gap['ratio_low'])}, {_num(gap['ratio_high'])}].</p>"
         )
     s = table["suppressed"]
     suppressed = (
