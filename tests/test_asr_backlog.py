@@ -124,3 +124,24 @@ def test_full_rank_svd_initialization_copies_the_slow_branch():
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     best = (u[:, :8] * s[:8]) @ vh[:8]
     assert torch.allclose(approx, best, atol=1e-5)  # the best rank-8 approximation (Eckart-Young)
+
+
+def test_measured_latency_of_a_model_slower_than_the_device():
+    from fairspeech.asr.data import FeatureCache, SplitData
+    from fairspeech.asr.efficiency import measure, summarize
+    from fairspeech.asr.flops import flops_per_frame
+
+    model = CTCModel(TINY, 10).eval()
+    cache = FeatureCache(["a", "b"], torch.randn(300, 80).half(), torch.tensor([0, 120, 300]))
+    data = SplitData(cache)
+    per_frame = flops_per_frame(model, *[t for t in (data.batch([0]).features, data.batch([0]).lengths)])
+    profile = AcceleratorProfile("tiny_device", peak_flops=per_frame / 0.1)  # 0.1 s of work per 0.04 s frame
+    per_utt = measure(model, data, profile)
+    frames = per_utt["encoder_frames"].tolist()
+    assert frames == [29, 44]
+    assert per_utt["latency_s"].tolist()[0] == pytest.approx(29 * 0.06, rel=1e-6)
+    # The longer utterance attends over more keys, so its frames cost a little more: latency at least as long.
+    assert per_utt["latency_s"].tolist()[1] >= 44 * 0.06 * 0.999
+    summary = summarize(per_utt, profile)
+    assert summary["real_time_factor_on_profile"] == pytest.approx(2.5, rel=0.05)
+    assert summary["latency_ms"]["share_under_10ms"] == 0.0

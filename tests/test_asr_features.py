@@ -69,3 +69,20 @@ def test_tokenizer_from_texts_adds_characters_and_reloads(tmp_path):
     again = CharTokenizer.load(tmp_path / "tok.json")
     assert again.characters == tok.characters
     assert again.decode(again.encode("Call Zoë at 9")) == "call zoë at 9"
+
+
+def test_bpe_learns_frequent_words_and_round_trips(tmp_path):
+    from fairspeech.asr.tokenizer import BPETokenizer, tokenizer_from_dict
+
+    texts = ["set a timer for five minutes", "set an alarm for five", "turn off the lights", "Set the TIMER!"] * 5
+    tok = BPETokenizer.train(texts, merges=40)
+    assert "\u2581set" in tok.pieces and "\u2581timer" in tok.pieces  # frequent words become single pieces
+    for text in texts + ["offset timers"]:  # an unseen word is spelled with smaller pieces
+        ids = tok.encode(text)
+        assert 0 not in ids and tok.decode(ids) == tok.normalize(text)
+    assert len(tok.encode("set a timer")) == 3
+    tok.save(tmp_path / "bpe.json")
+    again = tokenizer_from_dict(__import__("json").loads((tmp_path / "bpe.json").read_text()))
+    assert again.encode("turn off the timer") == tok.encode("turn off the timer")
+    with pytest.raises(ValueError, match="not in the tokenizer"):
+        tok.encode("zebra")

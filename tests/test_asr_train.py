@@ -109,3 +109,28 @@ def test_evaluation_writes_an_auditable_manifest(corpus, tmp_path):
     assert results["test"]["overall"]["wer"] >= 0
     assert "voice_family" in results["test"]["by"]
     assert (tmp_path / "eval" / "audit_test" / "audit.json").exists()
+
+
+@pytest.mark.parametrize("kind,section,settings", [
+    ("amortized", "amortized", ["amortized.fast_rank=4", "amortized.profile=\"single_thread_650mflops\""]),
+    ("gated", "gating", ["gating.compute_weight=0.5"]),
+])
+def test_variant_fine_tunes_from_the_baseline_and_reports_compute(corpus, tmp_path, kind, section, settings):
+    from fairspeech.asr.results import variants_results
+
+    base = tiny_config(corpus, tmp_path / "feats", epochs=1)
+    train(base, tmp_path / "base")
+    evaluate(tmp_path / "base" / "model.safetensors", tmp_path / "base" / "eval", ["test"], {"profile": "single_thread_650mflops"})
+    variant = load_config(None, [f"model.kind=\"{kind}\"", *settings])
+    variant.data, variant.model, variant.eval = base.data, base.model, base.eval
+    variant.train = base.train
+    variant.train.init_from = str(tmp_path / "base" / "model.safetensors")
+    summary = train(variant, tmp_path / kind)
+    assert summary["init"]["loaded"] > 10 and "temperature" in summary["log"][-1]
+    results = evaluate(tmp_path / kind / "model.safetensors", tmp_path / kind / "eval", ["test"], {"profile": "single_thread_650mflops"})
+    test = results["test"]
+    assert 0.0 <= test["routing_rate"] <= 1.0 and set(test["routing_by_cohort"]["voice_family"]) == {"high"}
+    assert test["efficiency"]["flops_per_frame"] > 0 and test["efficiency"]["latency_ms"]["max"] >= 0
+    report = variants_results("x", tmp_path / "base" / "eval", {kind: tmp_path / kind / "eval"}, {kind: tmp_path / kind})
+    versus = report["variants"][kind]["splits"]["test"]["vs_reference"]
+    assert versus["compute_reduction"] < 1 and "relative_wer_increase" in versus

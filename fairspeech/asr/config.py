@@ -22,11 +22,14 @@ from fairspeech.asr.encoder import EncoderConfig
 @dataclass
 class DataConfig:
     manifest: str = "data_manifests/demo/manifest.parquet"
+    audio_dir: str | None = None  # relative audio paths are under this folder (else the working dir or the manifest's)
     cache_dir: str = "exp/features"
     train_split: str = "train"
     dev_split: str = "dev"
     test_split: str = "test"
     max_train_utterances: int | None = None  # first N of the train split (tests, quick runs)
+    tokenizer: str = "char"  # or "bpe": subwords learned from the training references
+    bpe_merges: int = 200
 
 
 @dataclass
@@ -58,6 +61,7 @@ class EvalConfig:
     n_boot: int = 1000
     min_speakers: int = 5
     max_frames_per_batch: int = 30000
+    profile: str | None = None  # accelerator profile: also measure FLOPs per frame and latency per utterance on it
 
 
 @dataclass

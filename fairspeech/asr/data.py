@@ -22,7 +22,6 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from fairspeech.asr.features import LogMel
-from fairspeech.asr.tokenizer import CharTokenizer
 from fairspeech.data import schema
 from fairspeech.utils import io
 
@@ -103,7 +102,7 @@ class Batch:
 class SplitData:
     """One split's features and (optionally) encoded references, batched by length."""
 
-    def __init__(self, cache: FeatureCache, references: Sequence[str] | None = None, tokenizer: CharTokenizer | None = None):
+    def __init__(self, cache: FeatureCache, references: Sequence[str] | None = None, tokenizer=None):
         self.cache = cache
         self.frames = cache.lengths()
         self.targets = [torch.tensor(tokenizer.encode(t), dtype=torch.int64) for t in references] if references is not None else None
@@ -154,15 +153,17 @@ class SplitData:
             yield self.batch(indices)
 
 
-def resolve_audio_paths(frame: pd.DataFrame, manifest_path: str | Path) -> pd.DataFrame:
-    """Relative audio paths are taken relative to the working directory, else to the manifest's folder."""
+def resolve_audio_paths(frame: pd.DataFrame, manifest_path: str | Path, audio_dir: str | Path | None = None) -> pd.DataFrame:
+    """Relative audio paths are taken under ``audio_dir`` when given, else the working directory, else the manifest's folder."""
     base = Path(manifest_path).resolve().parent
 
     def resolve(value: str) -> str:
         path = Path(value)
-        if path.is_absolute() or path.exists():
+        if path.is_absolute():
             return str(path)
-        return str(base / path)
+        if audio_dir is not None:
+            return str(Path(audio_dir) / path)
+        return str(path if path.exists() else base / path)
 
     frame = frame.copy()
     frame[schema.AUDIO_PATH] = frame[schema.AUDIO_PATH].astype(str).map(resolve)
@@ -170,7 +171,7 @@ def resolve_audio_paths(frame: pd.DataFrame, manifest_path: str | Path) -> pd.Da
 
 
 def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str | Path, logmel: LogMel | None = None,
-                max_utterances: dict[str, int | None] | None = None, progress: bool = True) -> dict[str, tuple[pd.DataFrame, FeatureCache]]:
+                max_utterances: dict[str, int | None] | None = None, progress: bool = True, audio_dir: str | Path | None = None) -> dict[str, tuple[pd.DataFrame, FeatureCache]]:
     """Each split's manifest rows (all metadata kept) and its log-mel cache, built on first use."""
     from fairspeech.data.manifest import read_manifest
 
@@ -178,7 +179,7 @@ def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str
     frame = manifest.public_frame()
     if schema.SPLIT not in frame.columns or schema.AUDIO_PATH not in frame.columns:
         raise KeyError(f"{manifest_path} needs '{schema.SPLIT}' and '{schema.AUDIO_PATH}' columns to train or evaluate an ASR model")
-    frame = resolve_audio_paths(frame, manifest_path)
+    frame = resolve_audio_paths(frame, manifest_path, audio_dir)
     out = {}
     for split in splits:
         part = frame[frame[schema.SPLIT] == split].reset_index(drop=True)

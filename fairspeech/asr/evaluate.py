@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 
 from fairspeech.asr import checkpoint as ckpt
-from fairspeech.asr.config import RecipeConfig, build_model, dict_to_config
+from fairspeech.asr.config import RecipeConfig, build_model, dict_to_config, parse_override
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.decode import decode
-from fairspeech.asr.tokenizer import CharTokenizer
+from fairspeech.asr.tokenizer import tokenizer_from_dict
 from fairspeech.audit import run_audit
 from fairspeech.data import schema
 from fairspeech.data.manifest import read_manifest
@@ -31,6 +31,8 @@ from fairspeech.utils import io
 
 ROUTING = "routing_rate"  # share of the full compute used, averaged over the utterance's encoder frames
 ENCODER_FRAMES = "encoder_frames"
+FLOPS = "flops"  # measured per utterance when the eval config names a profile
+LATENCY = "latency_s"
 PRIOR_HYPOTHESIS = "pocketsphinx_hypothesis"
 
 
@@ -40,7 +42,7 @@ def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
 
 
 @torch.inference_mode()
-def transcribe(model: torch.nn.Module, data: SplitData, tokenizer: CharTokenizer, method: str = "greedy", beam: int = 8,
+def transcribe(model: torch.nn.Module, data: SplitData, tokenizer, method: str = "greedy", beam: int = 8,
                max_frames: int = 30000) -> tuple[list[str], pd.DataFrame]:
     """Hypotheses in split order, and per utterance its encoder frames and routing rate (NaN if the model does not route)."""
     was_training = model.training
@@ -61,25 +63,30 @@ def transcribe(model: torch.nn.Module, data: SplitData, tokenizer: CharTokenizer
     return hyps, pd.DataFrame({ENCODER_FRAMES: frames, ROUTING: routing})
 
 
-def load_trained(model_path: str | Path) -> tuple[torch.nn.Module, CharTokenizer, RecipeConfig]:
+def load_trained(model_path: str | Path) -> tuple[torch.nn.Module, object, RecipeConfig]:
     weights, meta = ckpt.load_weights(model_path)
     config = dict_to_config(meta["config"])
-    tokenizer = CharTokenizer(meta["characters"])
+    tokenizer = tokenizer_from_dict(meta["tokenizer"])
     model = build_model(config, tokenizer.vocab_size)
     model.load_state_dict(weights)
     model.eval()
     return model, tokenizer, config
 
 
-def routing_by_cohort(frame: pd.DataFrame, by: Sequence[str]) -> dict:
-    """Frame-weighted routing rate per cohort of each attribute (the share of full compute spent on it)."""
+def per_frame_by_cohort(frame: pd.DataFrame, value: str, by: Sequence[str]) -> dict:
+    """``value`` (a per-frame rate, or a per-utterance total when ``value`` is FLOPs) per encoder frame,
+    frame-weighted, for each cohort of each attribute."""
     out = {}
     for column in by:
-        weighted = frame[ROUTING] * frame[ENCODER_FRAMES]
-        grouped = pd.DataFrame({"w": weighted, "n": frame[ENCODER_FRAMES], column: frame[column].astype("string").fillna("(missing)")}).groupby(column)
-        sums = grouped[["w", "n"]].sum()
-        out[column] = {str(k): float(v) for k, v in (sums["w"] / sums["n"]).items()}
+        total = frame[value] if value == FLOPS else frame[value] * frame[ENCODER_FRAMES]
+        grouped = pd.DataFrame({"v": total, "n": frame[ENCODER_FRAMES], column: frame[column].astype("string").fillna("(missing)")}).groupby(column)
+        sums = grouped[["v", "n"]].sum()
+        out[column] = {str(k): float(v) for k, v in (sums["v"] / sums["n"]).items()}
     return out
+
+
+def mean_by_cohort(frame: pd.DataFrame, value: str, by: Sequence[str]) -> dict:
+    return {column: {str(k): float(v) for k, v in frame.groupby(frame[column].astype("string").fillna("(missing)"))[value].mean().items()} for column in by}
 
 
 def audit_summary(result) -> dict:
@@ -103,6 +110,14 @@ def evaluate_split(model, tokenizer, frame: pd.DataFrame, data: SplitData, split
         table[PRIOR_HYPOTHESIS] = table[schema.HYPOTHESIS]
     table[schema.HYPOTHESIS] = hyps
     table = pd.concat([table.reset_index(drop=True), per_utt], axis=1)
+    profile = None
+    if ec.profile:
+        from fairspeech.asr import efficiency
+        from fairspeech.hardware.profile import load_profile
+
+        profile = load_profile(ec.profile)
+        measured = efficiency.measure(model, data, profile)
+        table[FLOPS], table[LATENCY] = measured["flops"].to_numpy(), measured["latency_s"].to_numpy()
     manifest_path = out_dir / f"{split}_manifest.parquet"
     with io.atomic_path(manifest_path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -113,7 +128,13 @@ def evaluate_split(model, tokenizer, frame: pd.DataFrame, data: SplitData, split
     summary = {"decode": ec.decode, "manifest": str(manifest_path), **audit_summary(result)}
     if table[ROUTING].notna().any():
         summary["routing_rate"] = float((table[ROUTING] * table[ENCODER_FRAMES]).sum() / table[ENCODER_FRAMES].sum())
-        summary["routing_by_cohort"] = routing_by_cohort(table, by)
+        summary["routing_by_cohort"] = per_frame_by_cohort(table, ROUTING, by)
+    if profile is not None:
+        from fairspeech.asr import efficiency
+
+        summary["efficiency"] = efficiency.summarize(measured, profile)
+        summary["flops_per_frame_by_cohort"] = per_frame_by_cohort(table, FLOPS, by)
+        summary["latency_ms_by_cohort"] = {c: {k: 1000 * v for k, v in d.items()} for c, d in mean_by_cohort(table, LATENCY, by).items()}
     if PRIOR_HYPOTHESIS in table.columns and table[PRIOR_HYPOTHESIS].notna().all():
         prior = table.drop(columns=[schema.HYPOTHESIS]).rename(columns={PRIOR_HYPOTHESIS: schema.HYPOTHESIS})
         from fairspeech.data.manifest import Manifest
@@ -122,15 +143,26 @@ def evaluate_split(model, tokenizer, frame: pd.DataFrame, data: SplitData, split
     return summary
 
 
-def evaluate(model_path: str | Path, out_dir: str | Path, splits: Sequence[str] | None = None, overrides: dict | None = None) -> dict:
-    """Evaluate a trained model on ``splits`` (default: the config's eval splits); writes ``out_dir/eval.json``."""
+def evaluate(model_path: str | Path, out_dir: str | Path, splits: Sequence[str] | None = None, overrides: dict | None = None,
+             model_attributes: dict | None = None) -> dict:
+    """Evaluate a trained model on ``splits`` (default: the config's eval splits); writes ``out_dir/eval.json``.
+
+    ``overrides`` replace ``[eval]`` settings; ``model_attributes`` set switches on the model, e.g.
+    ``{"force_route": "slow"}`` to evaluate an amortized model's slow branch alone.
+    """
     model, tokenizer, config = load_trained(model_path)
     for key, value in (overrides or {}).items():
+        if not hasattr(config.eval, key):
+            raise KeyError(f"[eval] has no setting {key!r}")
         setattr(config.eval, key, value)
+    for key, value in (model_attributes or {}).items():
+        if not hasattr(model, key):
+            raise KeyError(f"{type(model).__name__} has no switch {key!r}")
+        setattr(model, key, value)
     torch.set_num_threads(config.train.threads)
     out_dir = Path(out_dir)
     splits = list(splits or config.eval.splits)
-    loaded = load_splits(config.data.manifest, splits, config.data.cache_dir, progress=config.train.progress)
+    loaded = load_splits(config.data.manifest, splits, config.data.cache_dir, progress=config.train.progress, audio_dir=config.data.audio_dir)
     results = {}
     for split in splits:
         frame, cache = loaded[split]
@@ -145,9 +177,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--splits", default=None, help="comma-separated splits (default: the config's)")
     parser.add_argument("--decode", choices=["greedy", "beam"], default=None)
+    parser.add_argument("--profile", default=None, help="accelerator profile for FLOPs and latency (default: the config's)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="ATTR=VALUE",
+                        help="set a model switch, e.g. force_route=slow (amortized) or force_on=true (gated)")
     args = parser.parse_args(argv)
-    overrides = {"decode": args.decode} if args.decode else {}
-    results = evaluate(args.model, args.out, args.splits.split(",") if args.splits else None, overrides)
+    overrides = {k: v for k, v in (("decode", args.decode), ("profile", args.profile)) if v}
+    attributes = dict(parse_override(item) for item in args.model_set)
+    results = evaluate(args.model, args.out, args.splits.split(",") if args.splits else None, overrides, attributes)
     for split, summary in results.items():
         print(f"{split}: WER {100 * summary['overall']['wer']:.2f}%")
 

@@ -23,7 +23,7 @@ from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import RecipeConfig, build_model, load_config
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.evaluate import transcribe, corpus_wer
-from fairspeech.asr.tokenizer import CharTokenizer
+from fairspeech.asr.tokenizer import train_tokenizer
 from fairspeech.data import schema
 from fairspeech.utils import io
 
@@ -75,9 +75,10 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
 
     splits = [config.data.train_split] + ([config.data.dev_split] if tc.dev_every_epoch else [])
     loaded = load_splits(config.data.manifest, splits, config.data.cache_dir,
-                         max_utterances={config.data.train_split: config.data.max_train_utterances}, progress=tc.progress)
+                         max_utterances={config.data.train_split: config.data.max_train_utterances}, progress=tc.progress,
+                         audio_dir=config.data.audio_dir)
     train_frame, train_cache = loaded[config.data.train_split]
-    tokenizer = CharTokenizer.from_texts(train_frame[schema.REFERENCE])
+    tokenizer = train_tokenizer(config.data.tokenizer, train_frame[schema.REFERENCE].tolist(), config.data.bpe_merges)
     tokenizer.save(exp_dir / "tokenizer.json")
     train_data = SplitData(train_cache, train_frame[schema.REFERENCE].tolist(), tokenizer)
     dev = None
@@ -157,7 +158,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     bar.close()
     save()
 
-    model_meta = {"config": config.to_dict(), "characters": tokenizer.characters, "step": progress["step"]}
+    model_meta = {"config": config.to_dict(), "tokenizer": tokenizer.to_dict(), "step": progress["step"]}
     ckpt.save_model(exp_dir / "model.safetensors", model, model_meta)
     summary = {
         "name": config.name,
