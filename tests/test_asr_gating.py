@@ -9,7 +9,7 @@ from fairspeech.asr.ctc_model import CTCModel
 from fairspeech.asr.encoder import EncoderConfig
 from fairspeech.asr.flops import count_flops, flops_per_frame
 
-TINY = EncoderConfig(n_mels=80, dim=32, heads=2, ff_dim=64, layers=2, subsampling_channels=8, chunk_size=4, left_chunks=2)
+TINY = EncoderConfig(n_mels=80, dim=32, heads=2, ff_dim=64, layers=2, subsampling_channels=8, chunk_size=4, left_chunks=2, conv_kernel=5)
 
 
 def _model(**kw):
@@ -39,13 +39,15 @@ def test_skipped_blocks_pass_the_residual_exactly():
     assert torch.equal(out[~some], x[~some]) and not torch.equal(out[0, 3], x[0, 3])
 
 
-def test_all_blocks_off_leaves_only_the_final_norm_and_head():
+def test_all_blocks_off_leaves_only_the_convolutions_final_norm_and_head():
     model = _model().eval()
     _set_gates(model, -50.0)
     features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
     with torch.no_grad():
         out = model(features, lengths)
         x, _ = model.frontend(features, lengths)
+        for layer in model.encoder.layers:  # the ungated convolution modules
+            x = x + layer.conv(x)
         expected = torch.log_softmax(model.head(model.encoder.norm(x)), dim=-1)
     assert torch.equal(out.log_probs, expected)
     assert float(out.routing.max()) == 0.0

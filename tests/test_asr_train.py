@@ -134,3 +134,13 @@ def test_variant_fine_tunes_from_the_baseline_and_reports_compute(corpus, tmp_pa
     report = variants_results("x", tmp_path / "base" / "eval", {kind: tmp_path / kind / "eval"}, {kind: tmp_path / kind})
     versus = report["variants"][kind]["splits"]["test"]["vs_reference"]
     assert versus["compute_reduction"] < 1 and "relative_wer_increase" in versus
+
+
+def test_config_base_file_and_overrides(tmp_path):
+    (tmp_path / "base.toml").write_text('name = "b"\n[model]\ndim = 64\nlayers = 3\n[train]\nepochs = 5\n')
+    (tmp_path / "variant.toml").write_text('base = "base.toml"\nname = "v"\n[model]\nkind = "gated"\nlayers = 2\n[gating]\ncompute_weight = 0.3\n')
+    config = load_config(tmp_path / "variant.toml", ["train.epochs=7", 'data.tokenizer="bpe"'])
+    assert (config.name, config.kind, config.model.dim, config.model.layers) == ("v", "gated", 64, 2)
+    assert config.train.epochs == 7 and config.data.tokenizer == "bpe" and config.variant == {"compute_weight": 0.3}
+    with pytest.raises(KeyError, match="unknown keys"):
+        load_config(None, ["train.epoch=3"])

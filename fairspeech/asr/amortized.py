@@ -61,10 +61,26 @@ def mix(route: torch.Tensor, slow: Callable, fast: Callable, x: torch.Tensor) ->
     return g * slow(x) + (1 - g) * fast(x)
 
 
+def mix_sequence(route: torch.Tensor, slow: Callable, fast: Callable, x: torch.Tensor) -> torch.Tensor:
+    """As :func:`mix` for operations over the sequence (a convolution): both run on every frame, each
+    frame keeps its own branch's result. Used only for the cheap depthwise convolution."""
+    if route.dtype == torch.bool:
+        return torch.where(route.unsqueeze(-1), slow(x), fast(x))
+    g = route.unsqueeze(-1)
+    return g * slow(x) + (1 - g) * fast(x)
+
+
 def branched_layer(slow: TransformerLayer, fast: TransformerLayer, x: torch.Tensor, route: torch.Tensor, bias, rope) -> torch.Tensor:
-    """One layer of the branched encoder: the pieces of :class:`TransformerLayer`, branch by branch."""
+    """One layer of the branched encoder: the pieces of :class:`TransformerLayer`, branch by branch.
+
+    Self-attention (and the depthwise convolution) run over the sequence of mixed hidden states, so
+    a frame computed by the fast branch is still context for the slow frames after it.
+    """
     context = attend(mix(route, slow.qkv_projection, fast.qkv_projection, x), slow.heads, bias, rope)
     x = x + mix(route, slow.attention_output, fast.attention_output, context)
+    if slow.conv is not None:
+        u = mix(route, slow.conv.inner, fast.conv.inner, x)
+        x = x + mix(route, slow.conv.outer, fast.conv.outer, mix_sequence(route, slow.conv.depthwise, fast.conv.depthwise, u))
     return x + mix(route, slow.feed_forward, fast.feed_forward, x)
 
 
@@ -97,7 +113,7 @@ class AmortizedCTCModel(nn.Module):
         self.slow = StreamingTransformerEncoder(config)
         self.fast = StreamingTransformerEncoder(config, rank=self.amortized.fast_rank)
         self.head = nn.Linear(config.dim, vocab_size)
-        self.rate = load_profile(self.amortized.profile).peak_flops
+        self.use_profile(self.amortized.profile)
         self.schedule = TemperatureSchedule(self.amortized.temperature_start, self.amortized.temperature_end, self.amortized.anneal_fraction)
         self.temperature = self.amortized.temperature_start
         self.force_route: str | None = None  # "slow" / "fast": every frame to one branch (the single-encoder baselines)
@@ -134,6 +150,10 @@ class AmortizedCTCModel(nn.Module):
 
     def on_step(self, step: int, total_steps: int) -> None:
         self.temperature = self.schedule(step, total_steps)
+
+    def use_profile(self, profile: str) -> None:
+        """Simulate the backlog (the arbitrator's input) on this device: the one trained for, or another deployed on."""
+        self.rate = load_profile(profile).peak_flops
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -195,7 +215,7 @@ class AmortizedCTCModel(nn.Module):
                 fast_module[1].weight.copy_(u[:, : len(root)] * root)
                 fast_module[1].bias.copy_(slow_module.bias)
                 factorized += 1
-            elif isinstance(slow_module, (nn.Linear, nn.LayerNorm)):  # full rank, or a norm: copied
+            elif isinstance(slow_module, (nn.Linear, nn.LayerNorm, nn.Conv1d)):  # full rank, a norm, a depthwise conv: copied
                 fast_module.load_state_dict(slow_module.state_dict())
         return {"loaded": len(usable), "svd_factorized_layers": factorized,
                 "fresh": sorted(k for k in own if k not in usable and not k.startswith("fast."))}

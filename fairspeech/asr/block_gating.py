@@ -1,7 +1,8 @@
 """Block gating (after Xie et al., "Compute cost amortized Transformer for streaming ASR", Interspeech 2022).
 
 Every attention block and every feed-forward block of the streaming transformer has its own tiny
-arbitrator (one linear unit on the block's input) that switches the block on or off per frame. A
+arbitrator (the convolution module of a conformer-style layer, if any, stays on: it is the cheap
+part, a fifth of a layer) (one linear unit on the block's input) that switches the block on or off per frame. A
 frame whose block is off passes through the residual connection unchanged, and a frame whose
 attention block is off is not a key either (its keys and values are never computed), so skipping
 saves the whole block. Gates are Gumbel-sigmoid relaxations annealed to binary, trained jointly with
@@ -129,6 +130,8 @@ class GatedCTCModel(nn.Module):
             x = gated_attention(layer, x, route, bias, self.encoder.rope)
             used = used + attention_cost * route
             gates.append(route)
+            if layer.conv is not None:
+                x = x + layer.conv(x)
             route = self._gate(ff_gate, x)
             x = gated_residual(route, layer.feed_forward, x)
             used = used + ff_cost * route

@@ -3,7 +3,9 @@
     [data]  [model]  [specaugment]  [train]  [eval]  [amortized] or [gating]
 
 ``load_config(path, overrides=["train.epochs=3", ...])`` applies ``--set`` style overrides (values
-parsed as TOML). ``build_model`` turns ``[model].kind`` into the model: ``ctc`` (baseline),
+parsed as TOML). A file may start from another with ``base = "other.toml"`` (relative to itself):
+the other file's tables are read first and this file's keys replace theirs, so a variant recipe
+states only what differs from the baseline. ``build_model`` turns ``[model].kind`` into the model: ``ctc`` (baseline),
 ``amortized`` (branched encoder with an arbitrator) or ``gated`` (per-block gating).
 """
 
@@ -121,8 +123,23 @@ def config_from_dict(tree: dict) -> RecipeConfig:
     return RecipeConfig(name=name, kind=kind, variant=variant, **sections)
 
 
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_tree(path: str | Path) -> dict:
+    """A config file's tables, with its ``base`` file (if any) underneath."""
+    path = Path(path)
+    tree = tomllib.loads(path.read_text(encoding="utf-8"))
+    base = tree.pop("base", None)
+    return _merge(read_tree(path.parent / base), tree) if base else tree
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RecipeConfig:
-    tree = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    tree = read_tree(path) if path else {}
     for text in overrides:
         _set(tree, *parse_override(text))
     return config_from_dict(tree)

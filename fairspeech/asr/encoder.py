@@ -34,6 +34,7 @@ class EncoderConfig:
     chunk_size: int = 4
     left_chunks: int = 8
     dropout: float = 0.1
+    conv_kernel: int = 0  # > 0: a causal depthwise convolution module in each layer (conformer-style); 0: none
 
 
 class Conv2dSubsampling(nn.Module):
@@ -119,15 +120,48 @@ def streaming_bias(lengths: torch.Tensor, frames: int, chunk_size: int, left_chu
     return bias.unsqueeze(1)
 
 
-class TransformerLayer(nn.Module):
-    """Pre-norm layer: ``x + attention(norm(x))``, then ``x + feed_forward(norm(x))``."""
+class CausalConvModule(nn.Module):
+    """Conformer convolution module, causal: norm, pointwise + GLU, depthwise over past frames, norm, SiLU, pointwise.
 
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, rank: int | None = None):
+    Split into per-frame pieces (``inner``, ``outer``) around the sequence piece (``depthwise``) so
+    the amortized encoder can route the pointwise layers frame by frame. It gives each frame its
+    neighbourhood directly, which makes CTC training converge in far fewer steps than attention alone.
+    """
+
+    def __init__(self, dim: int, kernel: int, dropout: float, rank: int | None = None):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.pointwise_in = linear(dim, 2 * dim, rank)
+        self.depthwise_conv = nn.Conv1d(dim, dim, kernel, groups=dim)
+        self.depthwise_norm = nn.LayerNorm(dim)
+        self.pointwise_out = linear(dim, dim, rank)
+        self.dropout = nn.Dropout(dropout)
+
+    def inner(self, x: torch.Tensor) -> torch.Tensor:
+        return F.glu(self.pointwise_in(self.norm(x)), dim=-1)
+
+    def depthwise(self, u: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, dim): frame t sees frames t-kernel+1 .. t (zeros before the start)."""
+        padded = F.pad(u.transpose(1, 2), (self.depthwise_conv.kernel_size[0] - 1, 0))
+        return F.silu(self.depthwise_norm(self.depthwise_conv(padded).transpose(1, 2)))
+
+    def outer(self, v: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.pointwise_out(v))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.depthwise(self.inner(x)))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm layer: ``x + attention(norm(x))``, then (if any) ``x + conv(x)``, then ``x + feed_forward(norm(x))``."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, rank: int | None = None, conv_kernel: int = 0):
         super().__init__()
         self.heads = heads
         self.attn_norm = nn.LayerNorm(dim)
         self.qkv = linear(dim, 3 * dim, rank)
         self.out = linear(dim, dim, rank)
+        self.conv = CausalConvModule(dim, conv_kernel, dropout, rank) if conv_kernel > 0 else None
         self.ff_norm = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_dim, dropout, rank)
         self.dropout = nn.Dropout(dropout)
@@ -143,6 +177,8 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, rope: RotaryEmbedding) -> torch.Tensor:
         x = x + self.attention_output(attend(self.qkv_projection(x), self.heads, bias, rope))
+        if self.conv is not None:
+            x = x + self.conv(x)
         return x + self.feed_forward(x)
 
 
@@ -157,7 +193,8 @@ class StreamingTransformerEncoder(nn.Module):
         self.config = config
         self.rope = RotaryEmbedding(config.dim // config.heads)
         self.layers = nn.ModuleList(
-            TransformerLayer(config.dim, config.heads, config.ff_dim, config.dropout, rank) for _ in range(config.layers)
+            TransformerLayer(config.dim, config.heads, config.ff_dim, config.dropout, rank, config.conv_kernel)
+            for _ in range(config.layers)
         )
         self.norm = nn.LayerNorm(config.dim)
 

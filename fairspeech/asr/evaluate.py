@@ -159,6 +159,8 @@ def evaluate(model_path: str | Path, out_dir: str | Path, splits: Sequence[str] 
         if not hasattr(model, key):
             raise KeyError(f"{type(model).__name__} has no switch {key!r}")
         setattr(model, key, value)
+    if config.eval.profile and hasattr(model, "use_profile"):
+        model.use_profile(config.eval.profile)  # the arbitrator sees the backlog of the device evaluated on
     torch.set_num_threads(config.train.threads)
     out_dir = Path(out_dir)
     splits = list(splits or config.eval.splits)

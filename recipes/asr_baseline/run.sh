@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Baseline ASR on the demo corpus: train (resumable: rerun after an interruption), evaluate dev/test per
+# cohort with FLOPs and latency on the default device profile, write benchmarks/results/asr_baseline.json.
+# Extra arguments override config.toml, e.g.  recipes/asr_baseline/run.sh --set train.epochs=2
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+EXP=${EXP:-exp/asr_baseline}
+CONFIG=recipes/asr_baseline/config.toml
+
+recipes/demo_corpus/run.sh --ensure-audio           # (re)generate the shipped manifest's wavs if missing
+python -m fairspeech.asr.train "$CONFIG" --exp-dir "$EXP" "$@"
+python -m fairspeech.asr.evaluate "$EXP/model.safetensors" --out "$EXP/eval"
+python -m fairspeech.asr.results baseline "$EXP" --out benchmarks/results/asr_baseline.json
