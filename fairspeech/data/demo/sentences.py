@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 SENTENCE_STREAM = 11
+ORDER_STREAM = 12
 
 # ----------------------------------------------------------------------------------------------------
 # Number wording (pocketsphinx writes numbers as words; so do the references).
@@ -270,11 +271,11 @@ class Sentence:
     text: str
 
 
-def make_sentence(seed: int, index: int, cities: tuple[City, ...]) -> Sentence:
+def make_sentence(seed: int, index: int, pick_city: CityPicker) -> Sentence:
     """Sentence ``index`` for ``seed``: a template, then its slots, all from one per-index Generator."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SENTENCE_STREAM, index]))
     template = _pick(rng, TEMPLATE_NAMES)
-    city = _weighted_city(rng, cities)
+    city = pick_city(rng)
     text = _normalize(TEMPLATES[template](rng, city))
     return Sentence(index=index, template=template, text=text)
 
@@ -285,11 +286,12 @@ def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...]) -> list
     Returned ``index`` values are the pool positions 0..n-1 (the draw index is only an implementation
     detail of skipping duplicates).
     """
+    pick_city = CityPicker(cities)
     pool: list[Sentence] = []
     seen: set[str] = set()
     draw = 0
     while len(pool) < n_sentences:
-        sentence = make_sentence(seed, draw, cities)
+        sentence = make_sentence(seed, draw, pick_city)
         draw += 1
         if sentence.text in seen:
             continue
@@ -300,9 +302,23 @@ def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...]) -> list
     return pool
 
 
-def _weighted_city(rng: np.random.Generator, cities: tuple[City, ...]) -> City:
-    weights = np.array([c.weight for c in cities], dtype=float)
-    return cities[int(rng.choice(len(cities), p=weights / weights.sum()))]
+def assign_sentences(seed: int, n_utterances: int, pool: list[Sentence]) -> list[Sentence]:
+    """Sentence for each utterance slot: the pool in one seeded order, cycled, so every sentence is read
+    before any is read twice (and by speakers of different voices, since speakers are in seeded order)."""
+    order = np.random.default_rng([seed, ORDER_STREAM]).permutation(len(pool))
+    return [pool[order[k % len(pool)]] for k in range(n_utterances)]
+
+
+class CityPicker:
+    """Draws a city with probability proportional to its zip count (big cities come up more often)."""
+
+    def __init__(self, cities: tuple[City, ...]):
+        self.cities = cities
+        self._cumulative = np.cumsum([c.weight for c in cities], dtype=float)
+
+    def __call__(self, rng: np.random.Generator) -> City:
+        u = rng.random() * self._cumulative[-1]
+        return self.cities[int(np.searchsorted(self._cumulative, u, side="right"))]
 
 
 _SPACES = re.compile(r"\s+")
