@@ -145,3 +145,18 @@ def test_measured_latency_of_a_model_slower_than_the_device():
     summary = summarize(per_utt, profile)
     assert summary["real_time_factor_on_profile"] == pytest.approx(2.5, rel=0.05)
     assert summary["latency_ms"]["share_under_10ms"] == 0.0
+
+
+def test_latency_term_is_the_relaxed_backlog_at_the_end():
+    model = _amortized(idle_weight=0.0, busy_weight=0.0, latency_weight=1.0)
+    model.train()
+    with torch.no_grad():
+        model.arbitrator.out.bias.fill_(50.0)  # every frame slow: 40 MFLOP at 650 MFLOP/s, 61.5 ms per 40 ms frame
+    features, lengths = torch.randn(2, 200, 80), torch.tensor([200, 120])
+    out = model(features, lengths)
+    frames = out.lengths.double()
+    expected = (frames * (40e6 / 650e6 - 0.04)).mean() / 0.04
+    assert out.penalty.item() == pytest.approx(expected.item(), rel=1e-4)
+    with torch.no_grad():
+        model.arbitrator.out.bias.fill_(-50.0)  # every frame fast: 15 ms per frame, no backlog
+    assert model(features, lengths).penalty.item() == pytest.approx(0.0, abs=1e-6)

@@ -13,7 +13,9 @@ Training is end to end: the gate is a Gumbel-sigmoid relaxation (soft mixture of
 whose temperature is annealed until routing is binary; the backlog each frame sees is simulated from
 the hard decisions and the branches' FLOPs per frame (measured with torch's FLOP counter) on the
 accelerator profile; the amortization loss (:func:`fairspeech.asr.backlog.amortization_loss`)
-penalizes the fast branch when there is no backlog and the slow one in proportion to a backlog.
+penalizes the fast branch when there is no backlog and the slow one in proportion to a backlog, and
+a latency term penalizes the backlog left at the end of the utterance (the user-perceived latency),
+through a relaxed copy of the backlog recursion that costs each frame ``g * slow + (1 - g) * fast``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class AmortizedConfig:
     arbitrator_hidden: int = 32
     idle_weight: float = 1.0  # penalty for the fast branch with no backlog
     busy_weight: float = 0.5  # penalty for the slow branch per frame shift of backlog
+    latency_weight: float = 0.5  # penalty per frame shift of backlog left when the utterance ends
     temperature_start: float = 2.0
     temperature_end: float = 0.05
     anneal_fraction: float = 0.7
@@ -125,18 +128,21 @@ class AmortizedCTCModel(nn.Module):
     def measure_branch_flops(self, seconds: float = 3.0) -> None:
         """FLOPs per encoder frame of the whole model with every frame routed fast, then slow.
 
-        Includes the shared front end, arbitrator and output layer, so each figure is what one frame
-        costs the device on that branch. Attention grows with the context; ``seconds`` of audio is
-        about a voice-assistant request.
+        Includes the shared front end, the arbitrator and the output layer, so each figure is what one
+        frame costs the device on that branch. Attention grows with the context; ``seconds`` of audio
+        is about a voice-assistant request.
         """
         features, lengths = reference_input(self.config.n_mels, seconds)
+        frames = int(self.frontend.subsampling.output_length(lengths).sum())
         was_training, previous = self.training, self.force_route
         self.eval()
+        x = torch.zeros(1, frames, self.config.dim)
+        arbitrator = count_flops(lambda: self.arbitrator.frame(x)) / frames + count_flops(
+            lambda: self.arbitrator.decide(x[:, 0, : self.amortized.arbitrator_hidden], torch.zeros(1)))
         costs = []
         for branch in ("fast", "slow"):
-            self.force_route = branch
-            frames = int(self.frontend.subsampling.output_length(lengths).sum())
-            costs.append(count_flops(lambda: self(features, lengths)) / frames)
+            self.force_route = branch  # forced routes skip the arbitrator: added below
+            costs.append(count_flops(lambda: self(features, lengths)) / frames + arbitrator)
         self.force_route = previous
         self.train(was_training)
         self.branch_flops.copy_(torch.tensor(costs, dtype=torch.float64))
@@ -157,7 +163,8 @@ class AmortizedCTCModel(nn.Module):
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gates (batch, frames) (soft in training, bool in evaluation), the backlog each frame saw, the final backlog."""
+        """Gates (batch, frames) (soft in training, bool in evaluation), the backlog each frame saw (from
+        the hard decisions), and the relaxed final backlog (differentiable in training)."""
         batch, frames, _ = x.shape
         if self.force_route is not None:  # no decisions, so no backlog is needed to make them
             zeros = x.new_zeros(batch, frames)
@@ -165,21 +172,24 @@ class AmortizedCTCModel(nn.Module):
         shift = self.amortized.frame_shift
         fast_cost, slow_cost = self.frame_costs()
         frame_part = self.arbitrator.frame(x)
-        backlog = x.new_zeros(batch)
+        backlog = x.new_zeros(batch)  # the device's backlog under the hard decisions
+        relaxed = x.new_zeros(batch)  # the same recursion with soft costs, for the latency gradient
         gates, seen = [], []
         for t in range(frames):
             seen.append(backlog)
             logit = self.arbitrator.decide(frame_part[:, t], backlog / shift)
             g = gate(logit, self.training, self.temperature, self.amortized.straight_through)
             hard = g if g.dtype == torch.bool else g.detach() > 0.5
-            cost = torch.where(hard, torch.tensor(slow_cost), torch.tensor(fast_cost))
-            backlog = torch.where(t < lengths, next_backlog(backlog, cost, self.rate, shift), backlog)
+            active = t < lengths
+            backlog = torch.where(active, next_backlog(backlog, torch.where(hard, slow_cost, fast_cost), self.rate, shift), backlog)
+            if g.dtype != torch.bool:
+                relaxed = torch.where(active, next_backlog(relaxed, g * slow_cost + (1 - g) * fast_cost, self.rate, shift), relaxed)
             gates.append(g)
-        return torch.stack(gates, 1), torch.stack(seen, 1), backlog
+        return torch.stack(gates, 1), torch.stack(seen, 1), relaxed
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ASROutput:
         x, lengths = self.frontend(features, lengths)
-        route, seen, final_backlog = self.route(x, lengths)
+        route, seen, relaxed_latency = self.route(x, lengths)
         bias = self.slow.attention_bias(lengths, x.shape[1])
         for slow, fast in zip(self.slow.layers, self.fast.layers):
             x = branched_layer(slow, fast, x, route, bias, self.slow.rope)
@@ -191,8 +201,10 @@ class AmortizedCTCModel(nn.Module):
         penalty = None
         if self.training and route.dtype != torch.bool:
             penalty, idle = amortization_loss(route, seen, mask, self.amortized.frame_shift, self.amortized.idle_weight, self.amortized.busy_weight)
+            latency = relaxed_latency.mean() / self.amortized.frame_shift
+            penalty = penalty + self.amortized.latency_weight * latency
             stats.update({"amortization": penalty.item(), "fast_when_idle": idle.item(), "temperature": self.temperature,
-                          "latency_ms": 1000 * float(final_backlog.mean()),
+                          "latency_ms": 1000 * self.amortized.frame_shift * latency.item(),
                           "binary": binary_fraction(route, mask)})
         return ASROutput(log_probs, lengths, penalty, stats, routing=hard)
 

@@ -74,10 +74,12 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     torch.manual_seed(tc.seed)
 
     splits = [config.data.train_split] + ([config.data.dev_split] if tc.dev_every_epoch else [])
+    features_started = time.perf_counter()
     loaded = load_splits(config.data.manifest, splits, config.data.cache_dir,
                          max_utterances={config.data.train_split: config.data.max_train_utterances}, progress=tc.progress,
                          audio_dir=config.data.audio_dir)
     train_frame, train_cache = loaded[config.data.train_split]
+    feature_seconds = time.perf_counter() - features_started  # near zero once cached
     tokenizer = train_tokenizer(config.data.tokenizer, train_frame[schema.REFERENCE].tolist(), config.data.bpe_merges)
     tokenizer.save(exp_dir / "tokenizer.json")
     train_data = SplitData(train_cache, train_frame[schema.REFERENCE].tolist(), tokenizer)
@@ -167,6 +169,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
         "steps": progress["step"],
         "epochs_completed": progress["epoch"],
         "train_minutes": progress["elapsed_s"] / 60,
+        "feature_minutes_this_run": feature_seconds / 60,
         "parameters": count_parameters(model),
         "train_utterances": len(usable),
         "train_utterances_infeasible_for_ctc": len(train_data) - len(usable),

@@ -6,8 +6,8 @@
 # resume if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BASE=${BASE:-exp/asr_baseline}
-EXP=${EXP:-exp/asr_amortized}
+BASE=${BASE:-runs/asr_baseline}
+EXP=${EXP:-runs/asr_amortized}
 PROFILE=mcu_100mflops
 WEIGHTS=${WEIGHTS:-"0.5 1.5 4"}
 eval_model() { python -m fairspeech.asr.evaluate "$1" --out "$2" "${@:3}"; }

@@ -4,7 +4,7 @@
 # Extra arguments override config.toml, e.g.  recipes/asr_baseline/run.sh --set train.epochs=2
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-EXP=${EXP:-exp/asr_baseline}
+EXP=${EXP:-runs/asr_baseline}
 CONFIG=recipes/asr_baseline/config.toml
 
 recipes/demo_corpus/run.sh --ensure-audio           # (re)generate the shipped manifest's wavs if missing
