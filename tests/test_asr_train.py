@@ -21,7 +21,7 @@ def corpus(tmp_path_factory):
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))
 
 
-def tiny_config(manifest, cache_dir, **train):
+def tiny_overrides(manifest, cache_dir, **train):
     overrides = [
         f'data.manifest="{manifest}"', f'data.cache_dir="{cache_dir}"',
         "model.dim=32", "model.heads=2", "model.ff_dim=64", "model.layers=2", "model.subsampling_channels=8",
@@ -30,8 +30,11 @@ def tiny_config(manifest, cache_dir, **train):
         "train.progress=false", "train.checkpoint_every=3", "train.log_every=1", "train.dev_every_epoch=false",
         'eval.by=["voice_family", "gender"]', "eval.n_boot=50", "eval.min_speakers=1",
     ]
-    overrides += [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
-    return load_config(None, overrides)
+    return overrides + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
+
+
+def tiny_config(manifest, cache_dir, **train):
+    return load_config(None, tiny_overrides(manifest, cache_dir, **train))
 
 
 def test_training_lowers_ctc_loss(corpus, tmp_path):
@@ -144,3 +147,29 @@ def test_config_base_file_and_overrides(tmp_path):
     assert config.train.epochs == 7 and config.data.tokenizer == "bpe" and config.variant == {"compute_weight": 0.3}
     with pytest.raises(KeyError, match="unknown keys"):
         load_config(None, ["train.epoch=3"])
+
+
+def test_sigkill_mid_training_then_rerun_ends_with_the_same_weights(corpus, tmp_path):
+    """A real kill (SIGKILL, no chance to clean up), wherever it lands, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tiny_config(corpus, tmp_path / "feats", epochs=4)
+    train(config, tmp_path / "straight")
+    args = [sys.executable, "-m", "fairspeech.asr.train", "none", "--exp-dir", str(tmp_path / "killed")]
+    command = args + [item for o in tiny_overrides(corpus, tmp_path / "feats", epochs=4) for item in ("--set", o)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not ckpt.list_checkpoints(checkpoints) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists(), "killed too late to test anything"
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -185,11 +185,11 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train a fairspeech ASR model from a recipe config.")
-    parser.add_argument("config", help="recipe TOML")
+    parser.add_argument("config", help="recipe TOML ('none': defaults plus --set values)")
     parser.add_argument("--exp-dir", required=True, help="experiment directory (checkpoints, model, logs); rerun to resume")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     args = parser.parse_args(argv)
-    config = load_config(args.config, args.set)
+    config = load_config(None if args.config == "none" else args.config, args.set)
     summary = train(config, args.exp_dir)
     print(f"{summary['stopped']}: {summary['steps']} steps, {summary['epochs_completed']} epochs, {summary['train_minutes']:.1f} min")
 

@@ -34,3 +34,4 @@ for w in $WEIGHTS; do
 done
 python -m fairspeech.asr.results sweep --reference "$BASE/eval" "${variants[@]}" \
     --plot "$EXP/block_gating_wer_vs_compute.png" --out benchmarks/results/asr_block_gating.json
+cp "$EXP/block_gating_wer_vs_compute.png" benchmarks/results/asr_block_gating_wer_vs_compute.png
