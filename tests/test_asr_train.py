@@ -100,15 +100,23 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_evaluation_writes_an_auditable_manifest(corpus, tmp_path):
-    config = tiny_config(corpus, tmp_path / "feats", epochs=2)
+    # A corpus that already carries another recognizer's hypotheses (as the demo corpus carries pocketsphinx's).
+    source = pd.read_parquet(corpus)
+    source["hypothesis"] = source["reference"].str.split().str[0]
+    with_prior = tmp_path / "manifest.parquet"
+    source.to_parquet(with_prior, index=False)
+    config = tiny_config(with_prior, tmp_path / "feats", epochs=2)
     train(config, tmp_path / "exp")
     results = evaluate(tmp_path / "exp" / "model.safetensors", tmp_path / "eval")
     assert set(results) == {"dev", "test"}
+    prior = results["test"]["pocketsphinx"]["overall"]
+    test_rows = source[source["split"] == "test"]
+    expected = 1 - len(test_rows) / test_rows["reference"].str.split().str.len().sum()  # one word kept per request
+    assert prior["wer"] == pytest.approx(expected)
     manifest = read_manifest(tmp_path / "eval" / "test_manifest.parquet")
     frame = manifest.frame
-    source = pd.read_parquet(corpus)
-    assert len(frame) == (source["split"] == "test").sum()
-    assert {"utt_id", "speaker_id", "reference", "hypothesis", "voice_family", "gender", "encoder_frames"} <= set(frame.columns)
+    assert len(frame) == len(test_rows)
+    assert {"utt_id", "speaker_id", "reference", "hypothesis", "pocketsphinx_hypothesis", "voice_family", "gender", "encoder_frames"} <= set(frame.columns)
     assert results["test"]["overall"]["wer"] >= 0
     assert "voice_family" in results["test"]["by"]
     assert (tmp_path / "eval" / "audit_test" / "audit.json").exists()

@@ -122,7 +122,7 @@ def evaluate_split(model, tokenizer, frame: pd.DataFrame, data: SplitData, split
     with io.atomic_path(manifest_path) as tmp:
         table.to_parquet(tmp, index=False)
     by = [c for c in ec.by if c in table.columns]
-    common = dict(by=by, n_boot=ec.n_boot, n_permutations=ec.n_boot, min_speakers=ec.min_speakers, seed=config.train.seed)
+    common = dict(by=by, n_boot=ec.n_boot, n_permutations=ec.n_boot, min_speakers=ec.min_speakers, seed=config.train.seed, progress=False)
     result = run_audit(read_manifest(manifest_path), **common)
     result.write(out_dir / f"audit_{split}")
     summary = {"decode": ec.decode, "manifest": str(manifest_path), **audit_summary(result)}
