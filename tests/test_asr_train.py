@@ -109,17 +109,36 @@ def test_evaluation_writes_an_auditable_manifest(corpus, tmp_path):
     train(config, tmp_path / "exp")
     results = evaluate(tmp_path / "exp" / "model.safetensors", tmp_path / "eval")
     assert set(results) == {"dev", "test"}
-    prior = results["test"]["pocketsphinx"]["overall"]
+    prior = results["test"]["prior_recognizer"]["overall"]
     test_rows = source[source["split"] == "test"]
     expected = 1 - len(test_rows) / test_rows["reference"].str.split().str.len().sum()  # one word kept per request
     assert prior["wer"] == pytest.approx(expected)
     manifest = read_manifest(tmp_path / "eval" / "test_manifest.parquet")
     frame = manifest.frame
     assert len(frame) == len(test_rows)
-    assert {"utt_id", "speaker_id", "reference", "hypothesis", "pocketsphinx_hypothesis", "voice_family", "gender", "encoder_frames"} <= set(frame.columns)
+    assert {"utt_id", "speaker_id", "reference", "hypothesis", "prior_hypothesis", "voice_family", "gender", "encoder_frames"} <= set(frame.columns)
     assert results["test"]["overall"]["wer"] >= 0
     assert "voice_family" in results["test"]["by"]
     assert (tmp_path / "eval" / "audit_test" / "audit.json").exists()
+
+
+def test_recognizer_of_wav_files_writes_what_evaluation_writes(corpus, tmp_path):
+    from fairspeech.asr.config import build_model
+    from fairspeech.asr.data import SplitData, build_feature_cache
+    from fairspeech.asr.evaluate import transcribe
+    from fairspeech.asr.recognizer import TrainedRecognizer
+    from fairspeech.asr.tokenizer import CharTokenizer
+
+    torch.manual_seed(3)  # untrained: its outputs are varied, so agreement means something
+    config = tiny_config(corpus, tmp_path / "feats")
+    tokenizer = CharTokenizer()
+    model = build_model(config, tokenizer.vocab_size).eval()
+    ckpt.save_model(tmp_path / "model.safetensors", model, {"config": config.to_dict(), "tokenizer": tokenizer.to_dict()})
+    frame = pd.read_parquet(corpus).iloc[:6]
+    expected, _ = transcribe(model, SplitData(build_feature_cache(frame, tmp_path / "feats.safetensors", progress=False)), tokenizer)
+    assert len(set(expected)) > 1
+    recognizer = TrainedRecognizer(tmp_path / "model.safetensors")
+    assert recognizer.transcribe_many(frame["audio_path"].tolist(), progress=False) == expected
 
 
 @pytest.mark.parametrize("kind,section,settings", [
