@@ -27,7 +27,7 @@ def tiny_overrides(manifest, cache_dir, **train):
         "model.dim=32", "model.heads=2", "model.ff_dim=64", "model.layers=2", "model.subsampling_channels=8",
         "model.chunk_size=4", "model.left_chunks=4", "model.dropout=0.1",
         "train.threads=1", "train.lr=3e-3", "train.warmup_steps=2", "train.max_frames_per_batch=1500",
-        "train.progress=false", "train.checkpoint_every=3", "train.log_every=1", "train.dev_every_epoch=false",
+        "train.progress=false", "train.checkpoint_every=3", "train.log_every=1", "train.dev_every=0",
         'eval.by=["voice_family", "gender"]', "eval.n_boot=50", "eval.min_speakers=1",
     ]
     return overrides + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
@@ -38,9 +38,10 @@ def tiny_config(manifest, cache_dir, **train):
 
 
 def test_training_lowers_ctc_loss(corpus, tmp_path):
-    summary = train(tiny_config(corpus, tmp_path / "feats", epochs=6), tmp_path / "exp")
+    summary = train(tiny_config(corpus, tmp_path / "feats", epochs=6, dev_every=4), tmp_path / "exp")
     ctc = [record["ctc"] for record in summary["log"]]
     assert summary["stopped"] == "completed" and summary["epochs_completed"] == 6
+    assert [d["epoch"] for d in summary["dev_by_epoch"]] == [4, 6]  # every 4 epochs and after the last
     assert len(ctc) >= 2 and ctc[-1] < 0.6 * ctc[0]
     assert (tmp_path / "exp" / "model.safetensors").exists()
 

@@ -50,7 +50,7 @@ class TrainConfig:
     log_every: int = 10  # steps between records in the training log
     keep_checkpoints: int = 2
     init_from: str | None = None  # a model.safetensors to start from (fine-tuning a variant from the baseline)
-    dev_every_epoch: bool = True
+    dev_every: int = 1  # epochs between dev WERs (and after the last epoch); 0: never
     progress: bool = True
 
 

@@ -73,7 +73,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
 
-    splits = [config.data.train_split] + ([config.data.dev_split] if tc.dev_every_epoch else [])
+    splits = [config.data.train_split] + ([config.data.dev_split] if tc.dev_every else [])
     features_started = time.perf_counter()
     loaded = load_splits(config.data.manifest, splits, config.data.cache_dir,
                          max_utterances={config.data.train_split: config.data.max_train_utterances}, progress=tc.progress,
@@ -84,7 +84,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     tokenizer.save(exp_dir / "tokenizer.json")
     train_data = SplitData(train_cache, train_frame[schema.REFERENCE].tolist(), tokenizer)
     dev = None
-    if tc.dev_every_epoch:
+    if tc.dev_every:
         dev_frame, dev_cache = loaded[config.data.dev_split]
         dev = (dev_frame, SplitData(dev_cache))
 
@@ -148,7 +148,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
         else:
             progress["epoch"] += 1
             progress["batch"] = 0
-            if dev is not None:
+            if dev is not None and (progress["epoch"] % tc.dev_every == 0 or progress["epoch"] == tc.epochs):
                 dev_frame, dev_data = dev
                 hyps, _ = transcribe(model, dev_data, tokenizer, max_frames=config.eval.max_frames_per_batch)
                 dev_wer = corpus_wer(dev_frame[schema.REFERENCE].tolist(), hyps)
