@@ -174,11 +174,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--splits", default=None, help="comma-separated splits (default: the config's)")
     parser.add_argument("--decode", choices=["greedy", "beam"], default=None)
-    parser.add_argument("--profile", default=None, help="accelerator profile for FLOPs and latency (default: the config's)")
+    parser.add_argument("--profile", default=None, help="accelerator profile for FLOPs and latency (default: the config's; 'none' to skip)")
     parser.add_argument("--model-set", action="append", default=[], metavar="ATTR=VALUE",
                         help="set a model switch, e.g. force_route=slow (amortized) or force_on=true (gated)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("decode", args.decode), ("profile", args.profile)) if v}
+    if args.profile == "none":
+        overrides["profile"] = None
     attributes = dict(parse_override(item) for item in args.model_set)
     results = evaluate(args.model, args.out, args.splits.split(",") if args.splits else None, overrides, attributes)
     for split, summary in results.items():

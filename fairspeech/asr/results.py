@@ -93,6 +93,8 @@ def baseline_results(exp_dir: Path) -> dict:
                                         "train_utterances_infeasible_for_ctc", "train_audio_hours", "dev_by_epoch")},
         "decode": next(iter(evaluation.values()))["decode"],
         "splits": {split: split_view(e) for split, e in evaluation.items()},
+        **({"beam_search": {split: {"wer": e["overall"]["wer"], "by": cohort_wers(e)} for split, e in _load(beam).items()}}
+           if (beam := exp_dir / "eval_beam" / "eval.json").exists() else {}),
     }
 
 

@@ -10,4 +10,5 @@ CONFIG=recipes/asr_baseline/config.toml
 recipes/demo_corpus/run.sh --ensure-audio           # (re)generate the shipped manifest's wavs if missing
 python -m fairspeech.asr.train "$CONFIG" --exp-dir "$EXP" "$@"
 python -m fairspeech.asr.evaluate "$EXP/model.safetensors" --out "$EXP/eval"
+python -m fairspeech.asr.evaluate "$EXP/model.safetensors" --out "$EXP/eval_beam" --decode beam --splits test --profile none
 python -m fairspeech.asr.results baseline "$EXP" --out benchmarks/results/asr_baseline.json
