@@ -62,6 +62,22 @@ def initialize_from(model: torch.nn.Module, path: str) -> dict:
     return {"loaded": len(usable), "fresh": sorted(set(own) - set(usable))}
 
 
+def training_step(model, optimizer, batch, blank_id: int, step: int, total_steps: int, tc) -> dict:
+    """One optimizer step on ``batch`` (CTC plus the model's penalty, clipped gradients); returns the log record."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, total_steps, tc)
+    if hasattr(model, "on_step"):  # temperature annealing of the routing models
+        model.on_step(step, total_steps)
+    out = model(batch.features, batch.lengths)
+    ctc = F.ctc_loss(out.log_probs.transpose(0, 1), batch.targets, out.lengths, batch.target_lengths, blank=blank_id, zero_infinity=True)
+    loss = ctc + out.penalty if out.penalty is not None else ctc
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    optimizer.step()
+    return {"step": step + 1, "loss": loss.item(), "ctc": ctc.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], **out.stats}
+
+
 def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | None = None) -> dict:
     """Train (or resume training) ``config`` in ``exp_dir``; returns the summary also written to train_summary.json.
 
@@ -116,23 +132,11 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     while progress["epoch"] < tc.epochs and stopped == "completed":
         batches = train_data.batches(tc.max_frames_per_batch, [tc.seed, progress["epoch"]], usable)
         for batch in train_data.iterate(batches, start=progress["batch"]):
-            step = progress["step"]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, tc)
-            if hasattr(model, "on_step"):
-                model.on_step(step, total_steps)
-            out = model(batch.features, batch.lengths)
-            ctc = F.ctc_loss(out.log_probs.transpose(0, 1), batch.targets, out.lengths, batch.target_lengths, blank=tokenizer.blank_id, zero_infinity=True)
-            loss = ctc + out.penalty if out.penalty is not None else ctc
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
+            record = training_step(model, optimizer, batch, tokenizer.blank_id, progress["step"], total_steps, tc)
             progress["step"] += 1
             progress["batch"] += 1
             steps_this_call += 1
             progress["elapsed_s"] = elapsed_before + time.perf_counter() - started
-            record = {"step": progress["step"], "loss": loss.item(), "ctc": ctc.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], **out.stats}
             bar.update(1)
             if progress["step"] % tc.log_every == 0:
                 progress["log"].append(record)
