@@ -4,8 +4,10 @@
     profile = load_profile("path/to/device.toml")     # or any file with the same fields
     seconds = profile.seconds_for(flops)              # compute time at the profile's peak rate
 
-Only ``peak_flops`` is used so far (the backlog simulation of :mod:`fairspeech.asr.backlog`); the
-other fields describe the device for the cost estimators to come.
+``peak_flops`` drives the backlog simulation of :mod:`fairspeech.asr.backlog`; all fields feed the
+latency and memory estimator of :mod:`fairspeech.hardware.estimator` (its roofline uses bandwidth,
+on-chip memory, parallelism and the first precision). A file that is not a valid profile raises
+:class:`ProfileError`, naming the file and the field.
 """
 
 from __future__ import annotations
@@ -46,6 +48,48 @@ class AcceleratorProfile:
         }
 
 
+class ProfileError(ValueError, KeyError):
+    """A profile file that cannot be used; ``path`` and ``field`` say where. (A KeyError too, as unknown
+    fields used to raise one.)"""
+
+    def __init__(self, path: Path, field: str | None, message: str):
+        self.path, self.field = path, field
+        where = f"{path}: field {field!r}" if field else f"{path}"
+        super().__init__(f"{where}: {message}")
+
+    __str__ = ValueError.__str__  # not KeyError's, which would quote the message
+
+
+# field -> (accepted types, required, check, what the check demands)
+_REAL = (int, float)
+_FIELD_RULES = {
+    "name": ((str,), False, lambda v: bool(v), "a non-empty string"),
+    "description": ((str,), False, lambda v: True, "a string"),
+    "peak_flops": (_REAL, True, lambda v: v > 0, "a positive number (FLOP/s)"),
+    "parallelism": ((int,), False, lambda v: v >= 1, "an integer of at least 1"),
+    "memory_bandwidth": (_REAL, False, lambda v: v > 0, "a positive number (bytes/s)"),
+    "onchip_memory": ((int,), False, lambda v: v >= 0, "a non-negative integer (bytes)"),
+    "precisions": ((list,), False, lambda v: bool(v) and all(isinstance(p, str) and p for p in v), "a non-empty list of strings"),
+}
+
+
+def validate_profile_data(data: dict, path: Path) -> dict:
+    """The fields of a parsed profile file, checked one by one; raises :class:`ProfileError`."""
+    known_fields = set(AcceleratorProfile.__dataclass_fields__)
+    unknown = set(data) - known_fields
+    if unknown:
+        raise ProfileError(path, sorted(unknown)[0], f"unknown profile field(s) {sorted(unknown)}; known: {sorted(known_fields)}")
+    for field_name, (types, required, check, demand) in _FIELD_RULES.items():
+        if field_name not in data:
+            if required:
+                raise ProfileError(path, field_name, f"missing; it must be {demand}")
+            continue
+        value = data[field_name]
+        if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+            raise ProfileError(path, field_name, f"must be {demand}, got {value!r}")
+    return data
+
+
 def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> AcceleratorProfile:
     """A profile by name (a file in ``fairspeech/hardware/profiles``) or by path to a TOML file."""
     path = Path(name_or_path)
@@ -54,12 +98,12 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> AcceleratorProfi
     if not path.exists():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
         raise FileNotFoundError(f"no accelerator profile {str(name_or_path)!r}; known profiles: {known}")
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(path, None, f"not valid TOML ({error})") from error
     data.setdefault("name", path.stem)
+    validate_profile_data(data, path)
     if "precisions" in data:
         data["precisions"] = tuple(data["precisions"])
-    known_fields = set(AcceleratorProfile.__dataclass_fields__)
-    unknown = set(data) - known_fields
-    if unknown:
-        raise KeyError(f"{path}: unknown profile fields {sorted(unknown)}; known: {sorted(known_fields)}")
     return AcceleratorProfile(**data)
