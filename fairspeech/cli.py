@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--scheduler", default=None, help="with --engine dask: address of a running Dask scheduler (default: a local cluster of --workers processes)")
     _add_audit_options(audit)
 
+    from fairspeech.hardware.cli import add_profile_parser
+
+    add_profile_parser(sub)
+
     demo = sub.add_parser("demo", help="run the audit, with cohort discovery, on the embedded demo corpus")
     _add_audit_options(demo)
     demo.set_defaults(out="fairspeech_demo")
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             args.zip_attributes = args.zip_attributes or str(DEMO_DIR / "zip_attributes_SYNTHETIC.csv")
             args.embeddings = args.embeddings or str(DEMO_DIR / "speaker_embeddings.parquet")
             _run_audit(args, read_manifest(manifest_path), _split(args.discover))
+        elif args.command == "profile":
+            from fairspeech.hardware.cli import run_profile
+
+            return run_profile(args)
     except (ManifestError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
