@@ -88,17 +88,19 @@ def _espeak_data_dir() -> Path:
 
 def tool_versions() -> dict[str, str]:
     """Versions recorded with the build, since audio is bit-for-bit only for the same tools."""
-    def first_line(cmd):
+    def version_line(cmd):
+        """The output line that names the version (flite prints a copyright line first)."""
         try:
             result = subprocess.run(cmd, capture_output=True, text=True)
-            return (result.stdout + result.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
+        except OSError:
             return "missing"
+        lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        return next((line for line in lines if "version" in line.lower() or " v" in line), lines[0] if lines else "")
     return {
-        "flite": first_line(["flite", "--version"]),
-        "festival": first_line(["festival", "--version"]),
-        "espeak-ng": first_line(["espeak-ng", "--version"]),
-        "sox": first_line(["sox", "--version"]),
+        "flite": version_line(["flite", "--version"]),
+        "festival": version_line(["festival", "--version"]),
+        "espeak-ng": version_line(["espeak-ng", "--version"]),
+        "sox": version_line(["sox", "--version"]),
     }
 
 
