@@ -33,6 +33,7 @@ def _add_audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-speakers", type=int, default=5, help="smallest cohort reported one by one (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="processes for alignment (default: all CPUs)")
     parser.add_argument("--discover", default="", help="discover cohorts: comma-separated of geo, geodemo, embedding")
+    parser.add_argument("--discover-min-speakers", type=int, default=20, help="smallest discovered cohort, in speakers (default: %(default)s)")
     parser.add_argument("--zip-attributes", default=None, help="zip-level attribute table (CSV/Parquet with a 'zip' column) for --discover geodemo")
     parser.add_argument("--embeddings", default=None, help="speaker embeddings (Parquet: speaker_id + one column per dimension) for --discover embedding")
     norm = parser.add_argument_group("text normalization (applied to reference and hypothesis alike)")
@@ -98,7 +99,7 @@ def _run_audit(args, manifest, discover: list[str]) -> None:
         embeddings = embeddings.set_index("speaker_id")
     common = dict(
         n_boot=args.n_boot, n_permutations=args.n_permutations, alpha=args.alpha, min_speakers=args.min_speakers,
-        seed=args.seed, normalizer=_normalizer(args), discover=discover, zip_attributes=_read_table(args.zip_attributes),
+        seed=args.seed, normalizer=_normalizer(args), discover=discover, discover_min_speakers=args.discover_min_speakers, zip_attributes=_read_table(args.zip_attributes),
         embeddings=embeddings, skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=not args.no_progress,
     )
     if getattr(args, "engine", "memory") == "dask":
