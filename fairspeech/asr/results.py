@@ -114,22 +114,27 @@ def variants_results(name: str, reference_dir: Path, variants: dict[str, Path], 
     return out
 
 
-def plot_sweep(results: dict, split: str, path: Path) -> None:
-    """WER against compute per frame: the reference and each variant (labelled)."""
+def plot_sweep(results: dict, split: str, path: Path, sweep_prefix: str = "w") -> None:
+    """WER against compute per frame: the sweep's variants (labels starting with ``sweep_prefix``) as a
+    line, the reference and any other variant as labelled markers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ref = results["reference"]["splits"][split]
-    points = [(v["splits"][split]["efficiency"]["flops_per_frame"] / 1e6, 100 * v["splits"][split]["wer"], label)
-              for label, v in results["variants"].items() if "efficiency" in v["splits"][split]]
-    points.sort()
-    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="block gating")
-    for x, y, label in points:
+    def point(split_record: dict) -> tuple[float, float]:
+        return split_record["efficiency"]["flops_per_frame"] / 1e6, 100 * split_record["wer"]
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sweep = sorted((point(v["splits"][split]), label) for label, v in results["variants"].items()
+                   if label.startswith(sweep_prefix) and "efficiency" in v["splits"][split])
+    ax.plot([p[0][0] for p in sweep], [p[0][1] for p in sweep], "o-", label="block gating (compute weight)")
+    others = [(point(results["reference"]["splits"][split]), "reference")] + [
+        (point(v["splits"][split]), label) for label, v in results["variants"].items()
+        if not label.startswith(sweep_prefix) and "efficiency" in v["splits"][split]]
+    for (x, y), label in sweep + others:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.plot([ref["efficiency"]["flops_per_frame"] / 1e6], [100 * ref["wer"]], "s", color="black", label="ungated baseline")
+    ax.plot([p[0][0] for p in others], [p[0][1] for p in others], "s", color="black", label="ungated")
     ax.set_xlabel("MFLOPs per 40 ms encoder frame (torch FLOP counter)")
     ax.set_ylabel(f"{split} WER (%)")
     ax.set_title("Block gating: WER against compute")
