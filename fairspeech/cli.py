@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO_ROOT / "data_manifests" / "demo"
+
+# Verbs that live beside their library code: each module's add_parser(subparsers) registers its verb
+# with set_defaults(handler=run), and main() calls the handler.
+VERB_MODULES = ["fairspeech.hardware.cli"]
 
 
 def _mapping(text: str | None) -> dict[str, str]:
@@ -60,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--scheduler", default=None, help="with --engine dask: address of a running Dask scheduler (default: a local cluster of --workers processes)")
     _add_audit_options(audit)
 
-    from fairspeech.hardware.cli import add_profile_parser
-
-    add_profile_parser(sub)
+    for module in VERB_MODULES:
+        importlib.import_module(module).add_parser(sub)
 
     demo = sub.add_parser("demo", help="run the audit, with cohort discovery, on the embedded demo corpus")
     _add_audit_options(demo)
@@ -163,10 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             args.zip_attributes = args.zip_attributes or str(DEMO_DIR / "zip_attributes_SYNTHETIC.csv")
             args.embeddings = args.embeddings or str(DEMO_DIR / "speaker_embeddings.parquet")
             _run_audit(args, read_manifest(manifest_path), _split(args.discover))
-        elif args.command == "profile":
-            from fairspeech.hardware.cli import run_profile
-
-            return run_profile(args)
+        else:
+            return args.handler(args)
     except (ManifestError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import load_config
 from fairspeech.asr.evaluate import evaluate
-from fairspeech.asr.synthetic import make_tone_corpus
+from fairspeech.asr.synthetic import make_tone_corpus, tiny_config, tiny_overrides
 from fairspeech.asr.train import learning_rate, train
 from fairspeech.data.manifest import read_manifest
 
@@ -19,22 +19,6 @@ from fairspeech.data.manifest import read_manifest
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))
-
-
-def tiny_overrides(manifest, cache_dir, **train):
-    overrides = [
-        f'data.manifest="{manifest}"', f'data.cache_dir="{cache_dir}"',
-        "model.dim=32", "model.heads=2", "model.ff_dim=64", "model.layers=2", "model.subsampling_channels=8",
-        "model.chunk_size=4", "model.left_chunks=4", "model.dropout=0.1",
-        "train.threads=1", "train.lr=3e-3", "train.warmup_steps=2", "train.max_frames_per_batch=1500",
-        "train.progress=false", "train.checkpoint_every=3", "train.log_every=1", "train.dev_every=0",
-        'eval.by=["voice_family", "gender"]', "eval.n_boot=50", "eval.min_speakers=1",
-    ]
-    return overrides + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
-
-
-def tiny_config(manifest, cache_dir, **train):
-    return load_config(None, tiny_overrides(manifest, cache_dir, **train))
 
 
 def test_training_lowers_ctc_loss(corpus, tmp_path):

@@ -8,12 +8,12 @@ import pytest
 from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import build_model, load_config
 from fairspeech.asr.tokenizer import CharTokenizer
-from fairspeech.hardware.cli import add_profile_parser, run_profile
+from fairspeech.hardware.cli import add_parser, run_profile
 
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    add_profile_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["profile", *argv])
 
 

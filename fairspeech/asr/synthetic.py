@@ -7,6 +7,7 @@ speaking rate, and carry a ``voice_family`` and ``gender`` so the audit has coho
 
 from __future__ import annotations
 
+import json
 import wave
 from pathlib import Path
 
@@ -73,3 +74,22 @@ def make_tone_corpus(out_dir: str | Path, n_speakers: int = 8, utterances_per_sp
     manifest = out / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest, index=False)
     return manifest
+
+
+def tiny_overrides(manifest, cache_dir, **train) -> list[str]:
+    """``--set`` overrides for a model small enough to learn the tone corpus in seconds (tests, smoke runs)."""
+    overrides = [
+        f'data.manifest="{manifest}"', f'data.cache_dir="{cache_dir}"',
+        "model.dim=32", "model.heads=2", "model.ff_dim=64", "model.layers=2", "model.subsampling_channels=8",
+        "model.chunk_size=4", "model.left_chunks=4", "model.dropout=0.1",
+        "train.threads=1", "train.lr=3e-3", "train.warmup_steps=2", "train.max_frames_per_batch=1500",
+        "train.progress=false", "train.checkpoint_every=3", "train.log_every=1", "train.dev_every=0",
+        'eval.by=["voice_family", "gender"]', "eval.n_boot=50", "eval.min_speakers=1",
+    ]
+    return overrides + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
+
+
+def tiny_config(manifest, cache_dir, **train):
+    from fairspeech.asr.config import load_config
+
+    return load_config(None, tiny_overrides(manifest, cache_dir, **train))

@@ -6,6 +6,11 @@ own penalty (compute or amortization), checkpoints with exact resume, a dev WER 
 Re-running the same command after an interruption continues from the newest checkpoint: the batch
 order of an epoch is a function of ``(seed, epoch)`` and torch's RNG state is saved, so an
 interrupted-and-resumed run ends with the same weights as an uninterrupted one.
+
+Under ``torchrun`` (see :mod:`fairspeech.utils.distributed`) each rank takes its share of every
+epoch's batches, DistributedDataParallel averages the gradients, and rank 0 alone writes checkpoints,
+the dev WER and the model. Recipes built on this loop (EWC fine-tuning, neural diffs) change it
+through :class:`TrainHooks` rather than copying it.
 """
 
 from __future__ import annotations
@@ -13,19 +18,43 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import RecipeConfig, build_model, load_config
-from fairspeech.asr.data import SplitData, load_splits
+from fairspeech.asr.data import Batch, SplitData, load_splits
 from fairspeech.asr.evaluate import transcribe, corpus_wer
-from fairspeech.asr.tokenizer import train_tokenizer
+from fairspeech.asr.tokenizer import tokenizer_from_dict, train_tokenizer
 from fairspeech.data import schema
-from fairspeech.utils import io
+from fairspeech.utils import distributed, io
+
+
+@dataclass
+class TrainHooks:
+    """What a recipe built on this loop changes, each optional.
+
+    select_train: the train-split rows to learn from (a boolean mask over the split's manifest rows),
+        e.g. the worst cohorts' speakers, plus replay.
+    prepare_model: called once after initialization and before the optimizer is built: freeze
+        weights, attach diff parametrizations. Only parameters left with ``requires_grad`` are trained.
+    regularizer: ``(model, batch, output) -> (loss, stats)`` added to the CTC loss every step
+        (the EWC penalty, distillation towards the old model).
+    after_step: ``(model, step, total_steps)`` after each optimizer step (pruning schedules).
+    finalize: ``(model)`` before the final model is written (fold diffs into plain weights).
+    """
+
+    select_train: Callable[[pd.DataFrame], Sequence[bool]] | None = None
+    prepare_model: Callable[[torch.nn.Module], None] | None = None
+    regularizer: Callable[[torch.nn.Module, Batch, object], tuple[torch.Tensor, dict]] | None = None
+    after_step: Callable[[torch.nn.Module, int, int], None] | None = None
+    finalize: Callable[[torch.nn.Module], None] | None = None
 
 
 def learning_rate(step: int, total_steps: int, config) -> float:
@@ -62,30 +91,42 @@ def initialize_from(model: torch.nn.Module, path: str) -> dict:
     return {"loaded": len(usable), "fresh": sorted(set(own) - set(usable))}
 
 
-def training_step(model, optimizer, batch, blank_id: int, step: int, total_steps: int, tc) -> dict:
-    """One optimizer step on ``batch`` (CTC plus the model's penalty, clipped gradients); returns the log record."""
+def training_step(model, optimizer, batch, blank_id: int, step: int, total_steps: int, tc, hooks: TrainHooks | None = None) -> dict:
+    """One optimizer step on ``batch`` (CTC plus the model's penalty and the hooks' regularizer, clipped
+    gradients); returns the log record. ``model`` may be wrapped in DistributedDataParallel."""
+    core = distributed.unwrap(model)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, total_steps, tc)
-    if hasattr(model, "on_step"):  # temperature annealing of the routing models
-        model.on_step(step, total_steps)
+    if hasattr(core, "on_step"):  # temperature annealing of the routing models
+        core.on_step(step, total_steps)
     out = model(batch.features, batch.lengths)
     ctc = F.ctc_loss(out.log_probs.transpose(0, 1), batch.targets, out.lengths, batch.target_lengths, blank=blank_id, zero_infinity=True)
     loss = ctc + out.penalty if out.penalty is not None else ctc
+    extra_stats = {}
+    if hooks is not None and hooks.regularizer is not None:
+        extra, extra_stats = hooks.regularizer(core, batch, out)
+        loss = loss + extra
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in core.parameters() if p.requires_grad], tc.grad_clip)
     optimizer.step()
-    return {"step": step + 1, "loss": loss.item(), "ctc": ctc.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], **out.stats}
+    if hooks is not None and hooks.after_step is not None:
+        hooks.after_step(core, step + 1, total_steps)
+    return {"step": step + 1, "loss": loss.item(), "ctc": ctc.item(), "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], **out.stats, **extra_stats}
 
 
-def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | None = None) -> dict:
+def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | None = None, hooks: TrainHooks | None = None) -> dict:
     """Train (or resume training) ``config`` in ``exp_dir``; returns the summary also written to train_summary.json.
 
     ``stop_after_steps`` ends the run early after that many steps *of this call* without a final
-    checkpoint, as a kill would (used to test resuming).
+    checkpoint, as a kill would (used to test resuming). A model initialized from another
+    (``train.init_from``) keeps that model's tokenizer, so fine-tuning on a subset cannot change the vocabulary.
     """
     exp_dir = Path(exp_dir)
     tc = config.train
+    hooks = hooks or TrainHooks()
+    distributed.init_from_env()
+    main_rank = distributed.is_main()
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
 
@@ -96,8 +137,12 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
                          audio_dir=config.data.audio_dir)
     train_frame, train_cache = loaded[config.data.train_split]
     feature_seconds = time.perf_counter() - features_started  # near zero once cached
-    tokenizer = train_tokenizer(config.data.tokenizer, train_frame[schema.REFERENCE].tolist(), config.data.bpe_merges)
-    tokenizer.save(exp_dir / "tokenizer.json")
+    if tc.init_from:
+        tokenizer = tokenizer_from_dict(ckpt.load_weights(tc.init_from)[1]["tokenizer"])
+    else:
+        tokenizer = train_tokenizer(config.data.tokenizer, train_frame[schema.REFERENCE].tolist(), config.data.bpe_merges)
+    if main_rank:
+        tokenizer.save(exp_dir / "tokenizer.json")
     train_data = SplitData(train_cache, train_frame[schema.REFERENCE].tolist(), tokenizer)
     dev = None
     if tc.dev_every:
@@ -107,32 +152,42 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     model = build_model(config, tokenizer.vocab_size)
     model.frontend.cmvn.set_stats(*train_cache.mean_std())
     init_report = initialize_from(model, tc.init_from) if tc.init_from else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if hooks.prepare_model is not None:
+        hooks.prepare_model(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay)
 
     subsample = model.frontend.subsampling.output_length
-    usable = [i for i in range(len(train_data)) if ctc_feasible(int(subsample(int(train_data.frames[i]))), train_data.targets[i])]
-    batches_per_epoch = len(train_data.batches(tc.max_frames_per_batch, [tc.seed, 0], usable))
+    selected = [True] * len(train_data) if hooks.select_train is None else [bool(x) for x in hooks.select_train(train_frame)]
+    if len(selected) != len(train_data):
+        raise ValueError(f"select_train returned {len(selected)} values for {len(train_data)} train utterances")
+    usable = [i for i in range(len(train_data)) if selected[i] and ctc_feasible(int(subsample(int(train_data.frames[i]))), train_data.targets[i])]
+    if not usable:
+        raise ValueError("no train utterances left to learn from (selection empty, or every one too short for CTC)")
+    batches_per_epoch = len(distributed.shard(train_data.batches(tc.max_frames_per_batch, [tc.seed, 0], usable)))
     total_steps = tc.epochs * batches_per_epoch
 
     checkpoints = exp_dir / "checkpoints"
     meta = ckpt.load_checkpoint(checkpoints, model, optimizer)
     progress = meta["progress"] if meta else {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "log": [], "dev": []}
-    if meta:
+    core = model
+    model = distributed.wrap(core)
+    if meta and main_rank:
         print(f"resuming from step {progress['step']} (epoch {progress['epoch']}, batch {progress['batch']})")
 
     def save() -> None:
-        ckpt.save_checkpoint(checkpoints, progress["step"], model, optimizer, progress, keep=tc.keep_checkpoints)
+        if main_rank:
+            ckpt.save_checkpoint(checkpoints, progress["step"], core, optimizer, progress, keep=tc.keep_checkpoints)
 
     started = time.perf_counter()
     elapsed_before = progress["elapsed_s"]
     steps_this_call = 0
     stopped = "completed"
-    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.name}", disable=not tc.progress, mininterval=5.0)
+    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {config.name}", disable=not (tc.progress and main_rank), mininterval=5.0)
     model.train()
     while progress["epoch"] < tc.epochs and stopped == "completed":
-        batches = train_data.batches(tc.max_frames_per_batch, [tc.seed, progress["epoch"]], usable)
+        batches = distributed.shard(train_data.batches(tc.max_frames_per_batch, [tc.seed, progress["epoch"]], usable))
         for batch in train_data.iterate(batches, start=progress["batch"]):
-            record = training_step(model, optimizer, batch, tokenizer.blank_id, progress["step"], total_steps, tc)
+            record = training_step(model, optimizer, batch, tokenizer.blank_id, progress["step"], total_steps, tc, hooks)
             progress["step"] += 1
             progress["batch"] += 1
             steps_this_call += 1
@@ -152,9 +207,9 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
         else:
             progress["epoch"] += 1
             progress["batch"] = 0
-            if dev is not None and (progress["epoch"] % tc.dev_every == 0 or progress["epoch"] == tc.epochs):
+            if main_rank and dev is not None and (progress["epoch"] % tc.dev_every == 0 or progress["epoch"] == tc.epochs):
                 dev_frame, dev_data = dev
-                hyps, _ = transcribe(model, dev_data, tokenizer, max_frames=config.eval.max_frames_per_batch)
+                hyps, _ = transcribe(core, dev_data, tokenizer, max_frames=config.eval.max_frames_per_batch)
                 dev_wer = corpus_wer(dev_frame[schema.REFERENCE].tolist(), hyps)
                 progress["elapsed_s"] = elapsed_before + time.perf_counter() - started  # dev decoding counts against the budget
                 progress["dev"].append({"epoch": progress["epoch"], "step": progress["step"], "wer": dev_wer, "elapsed_s": progress["elapsed_s"]})
@@ -164,8 +219,11 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     bar.close()
     save()
 
+    if hooks.finalize is not None:
+        hooks.finalize(core)
     model_meta = {"config": config.to_dict(), "tokenizer": tokenizer.to_dict(), "step": progress["step"]}
-    ckpt.save_model(exp_dir / "model.safetensors", model, model_meta)
+    if main_rank:
+        ckpt.save_model(exp_dir / "model.safetensors", core, model_meta)
     summary = {
         "name": config.name,
         "kind": config.kind,
@@ -174,7 +232,8 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
         "epochs_completed": progress["epoch"],
         "train_minutes": progress["elapsed_s"] / 60,
         "feature_minutes_this_run": feature_seconds / 60,
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(core),
+        "world_size": distributed.world_size(),
         "train_utterances": len(usable),
         "train_utterances_infeasible_for_ctc": len(train_data) - len(usable),
         "train_audio_hours": float(train_frame[schema.DURATION].sum() / 3600) if schema.DURATION in train_frame else None,
@@ -183,7 +242,8 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
         "dev_by_epoch": progress["dev"],
         "log": progress["log"],
     }
-    io.write_json(exp_dir / "train_summary.json", summary)
+    if main_rank:
+        io.write_json(exp_dir / "train_summary.json", summary)
     return summary
 
 

@@ -7,10 +7,7 @@ comma-separated list of either, or ``all`` (the default).
 
 Wiring into the main CLI::
 
-    from fairspeech.hardware.cli import add_profile_parser, run_profile
-    add_profile_parser(subparsers)          # registers the ``profile`` verb
-    ...
-    if args.command == "profile": return run_profile(args)
+    add_parser(subparsers)          # registers the ``profile`` verb, handler=run_profile
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from fairspeech.hardware.costs import load_profiles, shipped_profile_names
 from fairspeech.hardware.estimator import CostReport, decompose, estimate_graph
 
 
-def add_profile_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("profile", help="estimate a model's latency, memory and compute per frame on accelerator profiles")
     parser.add_argument("model", help=f"model.safetensors (with its .json sidecar) or its directory, or a built-in: {', '.join(zoo.BUILTIN)}")
     parser.add_argument("--target", default="all", help="profile name or TOML path, comma-separated, or 'all' (default: %(default)s)")
@@ -87,7 +84,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fairspeech")
-    add_profile_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return run_profile(args)
 
