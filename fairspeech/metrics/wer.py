@@ -82,6 +82,20 @@ class _ChunkCounter:
             raise OverflowError("more distinct words than Unicode code points; split the input")
         return out
 
+    def hit_masks(self, references: Sequence[str], hypotheses: Sequence[str]) -> list[np.ndarray]:
+        """For each pair, one bool per normalized reference word: recognized (a hit) in the same alignment."""
+        masks = []
+        for reference, hypothesis in zip(references, hypotheses):
+            ref = self.encode(reference)
+            hyp = self.encode(hypothesis)
+            mask = np.ones(len(ref), dtype=bool)
+            if ref != hyp:
+                for tag, src, _ in Levenshtein.editops(ref, hyp):
+                    if tag != "insert":
+                        mask[src] = False
+            masks.append(mask)
+        return masks
+
 
 # Inputs for forked workers: set before the pool starts, so children read them without pickling.
 _SHARED: tuple = ()
@@ -140,6 +154,14 @@ def alignment_counts(
     )
     frame[schema.ERRORS] = counts[:, 1:4].sum(axis=1, dtype=COUNT_DTYPE)
     return frame
+
+
+def reference_hits(references: Sequence[str], hypotheses: Sequence[str], normalizer: TextNormalizer | None = None) -> list[np.ndarray]:
+    """Which reference words each hypothesis got right (bool per normalized reference word), from the
+    alignment :func:`alignment_counts` uses: ``mask.sum()`` equals its hits."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    return _ChunkCounter(TextNormalizer() if normalizer is None else normalizer).hit_masks(references, hypotheses)
 
 
 def wer(errors, ref_words) -> float:
