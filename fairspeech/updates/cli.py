@@ -1,0 +1,172 @@
+"""``fairspeech diff create|apply|inspect``: train an update as a diff, apply it safely, look inside one.
+
+    fairspeech diff create --base runs/asr_baseline/model.safetensors --exp-dir runs/update1 \\
+        --type sparse --density 0.01 --query "sentence_template == 'music_artist'" --seed 0
+    fairspeech diff inspect runs/update1/update.diff.safetensors --base runs/asr_baseline/model.safetensors
+    fairspeech diff apply runs/asr_baseline/model.safetensors runs/update1/update.diff.safetensors \\
+        --out deployed/model.safetensors --check test
+
+``apply --check SPLIT`` decodes SPLIT with the model before and after, and writes the updated model
+only if no cohort is flagged (WER increase or negative flips beyond the gate's thresholds, judged on
+the lower bound of the speaker-bootstrap interval); a flagged update exits with status 2 unless
+``--force``. ``inspect --check SPLIT --base MODEL`` runs the same check without writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from fairspeech.updates import format as fmt
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("diff", help="neural diff updates: train an update as a sparse or hashed diff, apply it safely, inspect it")
+    verbs = parser.add_subparsers(dest="diff_command", required=True, metavar="ACTION")
+
+    create = verbs.add_parser("create", help="train an update from a deployed model as a diff (ASR training loop)")
+    create.add_argument("--base", required=True, help="the deployed model.safetensors (with its .json sidecar)")
+    create.add_argument("--exp-dir", required=True, help="experiment directory: checkpoints, model.safetensors, update.diff.safetensors (rerun to resume)")
+    create.add_argument("--type", choices=fmt.DIFF_TYPES, default="sparse", help="diff type (default: %(default)s)")
+    create.add_argument("--density", type=float, default=0.1, help="sparse: share of weights the diff keeps (default: %(default)s)")
+    create.add_argument("--bucket-ratio", type=float, default=None, help="hashed: buckets per weight (default: the byte budget of --density as a sparse diff)")
+    create.add_argument("--value-dtype", choices=sorted(fmt.VALUE_DTYPES), default="float16", help="stored value type (default: %(default)s)")
+    create.add_argument("--query", default=None, help="pandas query over the train split's rows selecting the update's data")
+    create.add_argument("--utt-ids", default=None, help="file with one train utt_id per line selecting the update's data")
+    create.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="training config override (repeatable), e.g. train.epochs=3")
+    create.add_argument("--seed", type=int, default=0, help="training seed and hash seed (default: %(default)s)")
+    create.set_defaults(handler=run_create)
+
+    apply = verbs.add_parser("apply", help="apply a diff to a model file (validated; the base is untouched on any error)")
+    apply.add_argument("base", help="model.safetensors the diff was made for")
+    apply.add_argument("diff", help="update.diff.safetensors")
+    apply.add_argument("--out", required=True, help="updated model.safetensors (may be the base path: replaced atomically)")
+    _add_check_options(apply)
+    apply.add_argument("--force", action="store_true", help="write the updated model even if the check flags a cohort")
+    apply.set_defaults(handler=run_apply)
+
+    inspect = verbs.add_parser("inspect", help="print a diff's header, density and sizes; with --base, whether it applies")
+    inspect.add_argument("diff", help="update.diff.safetensors")
+    inspect.add_argument("--base", default=None, help="model.safetensors to test the diff against")
+    _add_check_options(inspect)
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.set_defaults(handler=run_inspect)
+    return parser
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    from fairspeech.updates.check import RegressionGate
+
+    gate = RegressionGate()
+    group = parser.add_argument_group("pre-ship check (per-cohort WER change and negative flips against the base)")
+    group.add_argument("--check", default=None, metavar="SPLIT", help="decode SPLIT with both models and flag regressing cohorts")
+    group.add_argument("--by", default="voice_family,gender", help="cohort attributes, comma-separated (default: %(default)s)")
+    group.add_argument("--max-wer-increase", type=float, default=gate.max_wer_increase, help="absolute WER increase allowed (default: %(default)s)")
+    group.add_argument("--max-negative-flip-rate", type=float, default=gate.max_negative_flip_rate, help="default: %(default)s")
+    group.add_argument("--max-word-negative-flip-rate", type=float, default=gate.max_word_negative_flip_rate, help="default: %(default)s")
+    group.add_argument("--min-speakers", type=int, default=gate.min_speakers, help="smallest cohort judged (default: %(default)s)")
+    group.add_argument("--n-boot", type=int, default=1000, help="speaker bootstrap replicates (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+
+
+def run_check(args, base: str, candidate: str):
+    """The check's table for ``candidate`` against ``base`` on ``args.check``, printed; returns it."""
+    from fairspeech.data import schema
+    from fairspeech.updates.check import RegressionGate, decode_splits, regression_table
+
+    by = [c for c in args.by.split(",") if c]
+    frame, old = decode_splits(base, [args.check])
+    _, new = decode_splits(candidate, [args.check])
+    gate = RegressionGate(args.max_wer_increase, args.max_negative_flip_rate, args.max_word_negative_flip_rate, args.min_speakers)
+    table = gate.check(regression_table(frame, frame[schema.REFERENCE].tolist(), old, new, by, n_boot=args.n_boot, seed=args.seed))
+    for row in table.itertuples():
+        print(f"  {row.attribute:>12} {row.cohort:<14} WER {100 * row.old_wer:6.2f} -> {100 * row.new_wer:6.2f} "
+              f"(change [{100 * row.wer_change_low:+.2f}, {100 * row.wer_change_high:+.2f}])  "
+              f"neg. flips {100 * row.negative_flip_rate:5.2f}% words {100 * row.word_negative_flip_rate:5.2f}%"
+              + (f"  FLAGGED: {row.reasons}" if row.flagged else ""))
+    return table
+
+
+def run_create(args) -> None:
+    from fairspeech.data import schema
+    from fairspeech.updates.hashed import budget_bucket_ratio
+    from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
+
+    try:
+        config = update_config(args.base, args.set, args.seed)
+    except KeyError as error:
+        raise SystemExit(f"error: --set: {error}")
+    select = None
+    if args.utt_ids:
+        wanted = {line.strip() for line in Path(args.utt_ids).read_text(encoding="utf-8").splitlines() if line.strip()}
+        select = lambda rows: rows[schema.UTT_ID].isin(wanted).to_numpy()  # noqa: E731
+    elif args.query:
+        select = lambda rows: rows.index.isin(rows.query(args.query).index)  # noqa: E731
+    ratio = args.bucket_ratio if args.bucket_ratio is not None else budget_bucket_ratio(args.density, fmt.VALUE_DTYPES[args.value_dtype].itemsize)
+    trainer = DiffTrainer(args.type, density=args.density, bucket_ratio=ratio, value_dtype=args.value_dtype, hash_seed=args.seed)
+    summary = train_update(config, args.exp_dir, trainer, select)
+    path = Path(args.exp_dir) / DIFF_FILE
+    sizes, base_bytes = fmt.compressed_sizes(path), Path(args.base).stat().st_size
+    print(f"{summary['steps']} steps on {summary['train_utterances']} utterances; {path}: {sizes['disk']:,} bytes "
+          f"({100 * (1 - sizes['disk'] / base_bytes):.2f}% smaller than the {base_bytes:,}-byte model), density {summary['diff']['density']:.4f}")
+
+
+def run_apply(args) -> None:
+    out = Path(args.out)
+    try:
+        if not args.check:
+            header = fmt.apply_diff_file(args.base, args.diff, out)
+            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}")
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".diff-candidate-") as tmp:
+            candidate = Path(tmp) / "model.safetensors"
+            header = fmt.apply_diff_file(args.base, args.diff, candidate)
+            table = run_check(args, args.base, str(candidate))
+            flagged = table[table.flagged]
+            if len(flagged) and not args.force:
+                print(f"NOT applied: {len(flagged)} cohort(s) flagged; {out} left as it was (--force to apply anyway)")
+                raise SystemExit(2)
+            os.replace(candidate, out)
+            os.replace(candidate.with_suffix(".json"), out.with_suffix(".json"))
+            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}" + (" despite flags (--force)" if len(flagged) else "; no cohort flagged"))
+    except fmt.DiffError as error:
+        raise SystemExit(f"error: {error}")
+
+
+def run_inspect(args) -> None:
+    try:
+        diff = fmt.read_diff(args.diff)
+    except fmt.DiffError as error:
+        raise SystemExit(f"error: {error}")
+    header = diff.header
+    report = {"path": args.diff, "header": {k: v for k, v in header.items() if k != "tensors"}, "weights_diffed": len(header["tensors"]),
+              "sizes": fmt.compressed_sizes(args.diff)}
+    if args.base:
+        from fairspeech.asr import checkpoint as ckpt
+
+        weights, _ = ckpt.load_weights(args.base)
+        report["base"] = {"path": args.base, "sizes": fmt.compressed_sizes(args.base),
+                          "applies": fmt.weights_sha256(weights) == header["base_sha256"]}
+        report["smaller_than_base"] = 1 - report["sizes"]["disk"] / report["base"]["sizes"]["disk"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.diff}: {header['diff_type']} diff, format {header['format']} v{header['format_version']}, density {header['density']:.4f} "
+              f"({header['entries']:,} of {header['parameters']:,} weights, {header['value_dtype']})")
+        print(f"  base SHA-256 {header['base_sha256']}; sizes " + ", ".join(f"{k} {v:,} B" for k, v in report["sizes"].items()))
+        if args.base:
+            print(f"  {'applies to' if report['base']['applies'] else 'does NOT apply to'} {args.base}; "
+                  f"{100 * report['smaller_than_base']:.2f}% smaller than it on disk")
+    if args.check:
+        if not args.base:
+            raise SystemExit("error: --check needs --base")
+        with tempfile.TemporaryDirectory(prefix=".diff-inspect-") as tmp:
+            candidate = Path(tmp) / "model.safetensors"
+            fmt.apply_diff_file(args.base, args.diff, candidate)
+            table = run_check(args, args.base, str(candidate))
+        if table.flagged.any():
+            raise SystemExit(2)
