@@ -5,6 +5,8 @@
         --variant slow_only=exp/asr_branched/eval_slow ... --train exp/asr_branched --out benchmarks/results/asr_amortized.json
     python -m fairspeech.asr.results sweep --reference exp/asr_baseline/eval --variant w0.05=exp/gated_0.05/eval ... \\
         --plot exp/gating_sweep.png --out benchmarks/results/asr_block_gating.json
+    python -m fairspeech.asr.results costs --variant baseline=exp/asr_baseline/eval --model baseline=exp/asr_baseline/model.safetensors \\
+        ... --out benchmarks/results/asr_costs.csv     # per-cohort WER x estimated cost on every shipped profile
 
 Each experiment folder holds ``train_summary.json`` (from training) and ``eval/eval.json`` (from
 evaluation); comparisons are made against a reference evaluation (the slow-encoder-only model).
@@ -17,6 +19,8 @@ import json
 import os
 import platform
 from pathlib import Path
+
+import pandas as pd
 
 from fairspeech.utils import io
 
@@ -146,6 +150,31 @@ def plot_sweep(results: dict, split: str, path: Path, sweep_prefix: str = "w") -
     plt.close(fig)
 
 
+def cost_by_cohort(variants: dict[str, Path], models: dict[str, Path], split: str = "test", seconds: float = 3.0) -> pd.DataFrame:
+    """One table: every variant's per-cohort WER (with interval) next to its estimated cost on each shipped
+    profile (latency, memory, FLOPs per frame, from :mod:`fairspeech.hardware`), for a ``seconds`` input."""
+    from fairspeech.hardware import zoo
+    from fairspeech.hardware.cli import load_model
+    from fairspeech.hardware.costs import cost_table, join_wer_and_cost
+
+    missing = sorted(set(variants) - set(models))
+    if missing:
+        raise KeyError(f"no --model given for variant(s) {missing}")
+    wer_rows, costs = [], []
+    for label, eval_dir in variants.items():
+        view = split_view(_load(eval_dir / "eval.json")[split])
+        wer_rows.append({"model": label, "attribute": "(overall)", "cohort": "(overall)", "wer": view["wer"],
+                         "wer_low": view["wer_interval"][0], "wer_high": view["wer_interval"][1], "speakers": view["speakers"]})
+        for attr, cohorts in view["by"].items():
+            wer_rows += [{"model": label, "attribute": attr, "cohort": c, "wer": v["wer"], "wer_low": v["interval"][0],
+                          "wer_high": v["interval"][1], "speakers": v["speakers"]} for c, v in cohorts.items()]
+        model, n_mels, _ = load_model(str(models[label]))
+        table = cost_table(model, zoo.example_input(seconds, n_mels=n_mels), audio_seconds=seconds)
+        table.insert(0, "model", label)
+        costs.append(table)
+    return join_wer_and_cost(pd.DataFrame(wer_rows), pd.concat(costs, ignore_index=True))
+
+
 def _pairs(items: list[str]) -> dict[str, Path]:
     return {label: Path(path) for label, _, path in (item.partition("=") for item in items)}
 
@@ -156,6 +185,11 @@ def main(argv=None) -> None:
     base = sub.add_parser("baseline")
     base.add_argument("exp_dir")
     base.add_argument("--out", required=True)
+    cost = sub.add_parser("costs", help="per-cohort WER x estimated cost on every shipped profile (CSV)")
+    cost.add_argument("--variant", action="append", default=[], metavar="LABEL=EVAL_DIR")
+    cost.add_argument("--model", action="append", default=[], metavar="LABEL=MODEL_PATH")
+    cost.add_argument("--split", default="test")
+    cost.add_argument("--out", required=True, help="CSV path")
     for name in ("amortized", "sweep"):
         p = sub.add_parser(name)
         p.add_argument("--reference", required=True, help="eval folder of the reference (slow-encoder-only) model")
@@ -165,6 +199,11 @@ def main(argv=None) -> None:
         p.add_argument("--plot-split", default="test")
         p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.command == "costs":
+        table = cost_by_cohort(_pairs(args.variant), _pairs(args.model), args.split)
+        io.write_text(args.out, table.to_csv(index=False))
+        print(f"wrote {args.out}: {len(table)} rows")
+        return
     if args.command == "baseline":
         results = baseline_results(Path(args.exp_dir))
     else:

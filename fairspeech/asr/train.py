@@ -170,7 +170,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     meta = ckpt.load_checkpoint(checkpoints, model, optimizer)
     progress = meta["progress"] if meta else {"epoch": 0, "batch": 0, "step": 0, "elapsed_s": 0.0, "log": [], "dev": []}
     core = model
-    model = distributed.wrap(core)
+    model = distributed.wrap(core, find_unused_parameters=config.kind != "ctc")  # routing models skip parameters per step
     if meta and main_rank:
         print(f"resuming from step {progress['step']} (epoch {progress['epoch']}, batch {progress['batch']})")
 
@@ -255,7 +255,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     config = load_config(None if args.config == "none" else args.config, args.set)
     summary = train(config, args.exp_dir)
-    print(f"{summary['stopped']}: {summary['steps']} steps, {summary['epochs_completed']} epochs, {summary['train_minutes']:.1f} min")
+    if distributed.is_main():
+        print(f"{summary['stopped']}: {summary['steps']} steps, {summary['epochs_completed']} epochs, {summary['train_minutes']:.1f} min")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #   2. block gating, swept over the compute-penalty weight, with the WER-against-compute plot.
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
 # if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG).
+# LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BASE=${BASE:-runs/asr_baseline}
@@ -12,7 +13,7 @@ EXP=${EXP:-runs/asr_amortized}
 MCU=mcu_100mflops
 WEIGHTS=${WEIGHTS:-"0.1 0.3 1.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
-train() { python -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}"; }
+train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}"; }
 evaluate() { [ -f "$2/eval.json" ] || python -m fairspeech.asr.evaluate "$1/model.safetensors" --out "$2" "${@:3}"; }
 
 # 1. Branched encoder, trained for the MCU profile, on which the baseline cannot keep up with real time.
