@@ -1,0 +1,401 @@
+"""Training a speaker verifier, plain or with adversarial reweighting (ARW), and evaluating it on held-out speakers.
+
+    python -m fairspeech.verification.train recipes/arw_verifier/config.toml --exp-dir runs/x [--set arw.enabled=true]
+
+Each step draws ``speakers_per_batch`` training speakers x ``utterances_per_speaker`` utterances and a
+random fixed-length crop of each one's cached log-mels (tiled when shorter), all from a generator
+seeded with ``(seed, step)``; the loss is AAM-softmax per sample plus a pairwise logistic loss over
+every pair in the batch. With ``[arw] enabled`` the first ``pretrain_steps`` are exactly the baseline's;
+after them, k-means clusters are fitted on a bank of the learner's latest (unit) embedding of each
+training utterance, refitted every ``recluster_every`` steps, and an adversary turns (embedding,
+cluster) into ARL weights (see :mod:`fairspeech.verification.arw`). One optimizer holds the learner's
+and the adversary's parameters; the adversary's gradients are negated before the step, so it ascends
+the same weighted loss the learner descends (simultaneous updates, as ARL).
+
+Matched learning rates: the weighted losses are divided by the batch's total weight, which ARL's
+normalization makes a constant (2n for samples, 4 per pair for summed pair weights, 2 per pair for the
+pair adversary), so at the same ``lr`` the learner's steps have the baseline's scale.
+
+Checkpoints (safetensors, :mod:`fairspeech.asr.checkpoint`) hold the learner, the adversaries, the
+embedding bank and cluster centers, the optimizer and torch's RNG: a rerun resumes exactly. Every run
+also keeps the checkpoint at ``pretrain_steps`` in ``pretrain/``; an ARW run started with
+``init_pretrained`` pointing at a baseline run of the same seed and settings starts from it, which
+gives the weights the ARW run would have reached itself, without repeating the shared steps. Under
+``torchrun`` each rank takes its share of each batch's speakers, DDP averages the learner's gradients,
+the adversary's are all-reduced, and rank 0 fits the clusters and shares the centers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from fairspeech.asr import checkpoint as ckpt
+from fairspeech.asr.config import _set, parse_override, read_tree
+from fairspeech.asr.ctc_model import SpecAugmentConfig
+from fairspeech.asr.data import FeatureCache, load_splits
+from fairspeech.asr.train import count_parameters, learning_rate
+from fairspeech.data import schema
+from fairspeech.utils import distributed, io
+from fairspeech.verification.arw import (PAIR_WEIGHTS, PairAdversary, SampleAdversary, arl_weights, fit_clusters, nearest_cluster,
+                                         pair_weights_from_samples, sample_weights_from_pairs)
+from fairspeech.verification.extractor import ExtractorConfig, XVector
+from fairspeech.verification.losses import AAMSoftmax, PairwiseLogistic
+
+
+@dataclass
+class DataConfig:
+    manifest: str = "data_manifests/demo/manifest.parquet"
+    audio_dir: str | None = "data/demo_audio"
+    cache_dir: str = "runs/asr_features"  # shared with the ASR recipes: same log-mels
+    train_split: str = "train"
+    eval_splits: list[str] = field(default_factory=lambda: ["dev", "test"])
+
+
+@dataclass
+class LossConfig:
+    aam_margin: float = 0.2
+    aam_scale: float = 30.0
+    pair_loss_weight: float = 1.0
+
+
+@dataclass
+class ARWConfig:
+    enabled: bool = False
+    pair_weight: str = "sum"  # "sum": sample adversary, pair weight = sum of sample weights; "pair": pair adversary
+    pretrain_steps: int = 300
+    adversary_lr: float = 1e-3
+    hidden: int = 64
+    n_clusters: int = 8
+    recluster_every: int = 50
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 1
+    steps: int = 600
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 50
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    speakers_per_batch: int = 32
+    utterances_per_speaker: int = 2
+    crop_frames: int = 200  # 2 s of 10 ms frames
+    specaugment: bool = True
+    checkpoint_every: int = 100
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    max_minutes: float | None = None
+    init_pretrained: str | None = None  # a baseline run's directory (same seed and settings): start ARW from its pretrain/ checkpoint
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    groups: list[str] = field(default_factory=lambda: ["gender", "voice_family"])
+    n_boot: int = 500
+    alpha: float = 0.05
+    p_target: float = 0.01
+    max_nontarget: int | None = None  # None: every non-target pair
+    trial_seed: int = 0
+    score_norm: str = "none"  # or "asnorm": cohort = training speakers' mean embeddings
+    asnorm_top_k: int = 50
+
+
+@dataclass
+class VerifierConfig:
+    name: str = "verifier"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ExtractorConfig = field(default_factory=ExtractorConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    arw: ARWConfig = field(default_factory=ARWConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(VerifierConfig) if f.name != "name"}
+
+
+def config_from_dict(tree: dict, source: str = "config") -> VerifierConfig:
+    tree = dict(tree)
+    name = tree.pop("name", "verifier")
+    unknown = set(tree) - set(_SECTIONS)
+    if unknown:
+        raise KeyError(f"{source}: unknown sections {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    sections = {}
+    for section, cls in _SECTIONS.items():
+        values = tree.get(section, {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(values) - known:
+            raise KeyError(f"{source}: [{section}] has unknown keys {sorted(set(values) - known)}; known: {sorted(known)}")
+        sections[section] = cls(**values)
+    config = VerifierConfig(name=name, **sections)
+    if config.arw.pair_weight not in PAIR_WEIGHTS:
+        raise ValueError(f"{source}: arw.pair_weight must be one of {PAIR_WEIGHTS}, got {config.arw.pair_weight!r}")
+    if config.eval.score_norm not in ("none", "asnorm"):
+        raise ValueError(f"{source}: eval.score_norm must be 'none' or 'asnorm', got {config.eval.score_norm!r}")
+    if config.train.utterances_per_speaker < 2:
+        raise ValueError(f"{source}: train.utterances_per_speaker must be at least 2 (target pairs), got {config.train.utterances_per_speaker}")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> VerifierConfig:
+    tree = read_tree(path) if path else {}
+    for text in overrides:
+        _set(tree, *parse_override(text))
+    return config_from_dict(tree, str(path or "defaults"))
+
+
+class SpeakerLearner(nn.Module):
+    """Extractor plus loss heads (the part DDP wraps): features -> embeddings, per-sample and per-pair losses."""
+
+    def __init__(self, extractor: XVector, n_speakers: int, loss: LossConfig):
+        super().__init__()
+        self.extractor = extractor
+        self.aam = AAMSoftmax(extractor.config.embedding_dim, n_speakers, loss.aam_margin, loss.aam_scale)
+        self.pairwise = PairwiseLogistic()
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor):
+        embeddings = self.extractor(features)
+        i, j, pair_loss = self.pairwise(embeddings, labels)
+        return embeddings, self.aam(embeddings, labels), i, j, pair_loss
+
+
+class TrainState(nn.Module):
+    """Everything a checkpoint holds besides the optimizer: learner, both adversaries (so every variant
+    shares the baseline's initialization and RNG stream), the embedding bank and the cluster centers."""
+
+    def __init__(self, learner: SpeakerLearner, n_train: int, arw: ARWConfig):
+        super().__init__()
+        dim = learner.extractor.config.embedding_dim
+        self.learner = learner
+        self.sample_adversary = SampleAdversary(dim, arw.n_clusters, arw.hidden)
+        self.pair_adversary = PairAdversary(dim, arw.n_clusters, arw.hidden)
+        self.register_buffer("bank", torch.zeros(n_train, dim))
+        self.register_buffer("seen", torch.zeros(n_train))
+        self.register_buffer("centers", torch.zeros(arw.n_clusters, dim))
+
+    def adversary(self, arw: ARWConfig) -> nn.Module:
+        return self.sample_adversary if arw.pair_weight == "sum" else self.pair_adversary
+
+
+def _fingerprint(config: VerifierConfig) -> dict:
+    """Settings that fix the trajectory up to ``pretrain_steps`` (what ARW and baseline must share)."""
+    tree = config.to_dict()
+    tree.pop("name")
+    tree["arw"] = {k: v for k, v in tree["arw"].items() if k in ("pretrain_steps", "hidden", "n_clusters")}
+    tree["train"] = {k: v for k, v in tree["train"].items() if k not in ("checkpoint_every", "log_every", "keep_checkpoints", "max_minutes", "init_pretrained", "progress")}
+    tree["eval"] = {}
+    return tree
+
+
+def sample_batch(seed: int, step: int, speaker_rows: list[np.ndarray], lengths: np.ndarray, tc: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, speaker labels, crop starts) of step ``step``'s batch: a function of (seed, step) only."""
+    rng = np.random.default_rng([seed, step])
+    speakers = rng.choice(len(speaker_rows), size=tc.speakers_per_batch, replace=False)
+    rows = np.concatenate([rng.choice(speaker_rows[s], size=tc.utterances_per_speaker, replace=False) for s in speakers])
+    labels = np.repeat(speakers, tc.utterances_per_speaker)
+    starts = (rng.random(len(rows)) * np.maximum(lengths[rows] - tc.crop_frames + 1, 1)).astype(np.int64)
+    return rows, labels, starts
+
+
+def crop(cache: FeatureCache, row: int, start: int, frames: int) -> torch.Tensor:
+    """``frames`` log-mel frames from ``start``; a shorter utterance is tiled to length."""
+    feats = cache.get(int(row))
+    if len(feats) < frames:
+        feats = feats.repeat(frames // len(feats) + 1, 1)
+    return feats[start : start + frames]
+
+
+def training_step(learner, state: TrainState, optimizer, features, labels, rows, step: int, total_steps: int, config: VerifierConfig) -> dict:
+    """One optimizer step; ``learner`` may be DDP-wrapped. Returns the log record."""
+    tc, arw = config.train, config.arw
+    optimizer.param_groups[0]["lr"] = learning_rate(step, total_steps, tc)
+    embeddings, sample_loss, i, j, pair_loss = learner(features, labels)
+    unit = F.normalize(embeddings.detach())
+    state.bank[rows] = unit
+    state.seen[rows] = 1.0
+    reweight = arw.enabled and step >= arw.pretrain_steps
+    if reweight:
+        clusters = nearest_cluster(unit, state.centers)
+        if arw.pair_weight == "sum":
+            sample_w = arl_weights(state.sample_adversary(unit, clusters))
+            pair_w = pair_weights_from_samples(sample_w, i, j)
+        else:
+            pair_w = arl_weights(state.pair_adversary(unit[i], unit[j], clusters[i], clusters[j]))
+            sample_w = sample_weights_from_pairs(pair_w, i, j, len(unit))
+    else:
+        sample_w, pair_w = torch.ones_like(sample_loss), torch.ones_like(pair_loss)
+    aam = (sample_w * sample_loss).sum() / sample_w.sum().detach()
+    pair = (pair_w * pair_loss).sum() / pair_w.sum().detach()
+    loss = aam + config.loss.pair_loss_weight * pair
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    core = distributed.unwrap(learner)
+    grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), tc.grad_clip)
+    if reweight:
+        for p in state.adversary(arw).parameters():
+            if p.grad is not None:
+                distributed.all_reduce_sum(p.grad).div_(distributed.world_size())
+                p.grad.neg_()  # the adversary ascends the weighted loss
+    optimizer.step()
+    record = {"step": step + 1, "loss": loss.item(), "aam": aam.item(), "pair": pair.item(), "grad_norm": float(grad_norm)}
+    if reweight:
+        record |= {"weight_max": float(sample_w.detach().max()), "weight_std": float(sample_w.detach().std())}
+    return record
+
+
+def recluster(state: TrainState, seed: int, step: int, n_clusters: int) -> None:
+    """Fit k-means on the bank's seen rows (rank 0) and share the centers with every rank."""
+    centers = torch.zeros_like(state.centers)
+    if distributed.is_main():
+        seen = state.seen.bool()
+        centers = torch.from_numpy(fit_clusters(state.bank[seen].numpy(), n_clusters, seed=zlib.crc32(f"{seed}/{step}".encode())))
+    state.centers.copy_(distributed.all_reduce_sum(centers))
+
+
+def build_state(config: VerifierConfig, n_speakers: int, n_train: int, train_cache: FeatureCache) -> TrainState:
+    torch.manual_seed(config.train.seed)
+    extractor = XVector(config.model, config.specaugment if config.train.specaugment else None)
+    extractor.cmvn.set_stats(*train_cache.mean_std())
+    return TrainState(SpeakerLearner(extractor, n_speakers, config.loss), n_train, config.arw)
+
+
+def train(config: VerifierConfig, exp_dir: str | Path, stop_after_steps: int | None = None) -> dict:
+    """Train (or resume) in ``exp_dir``; writes ``model.safetensors`` (+ .json) and returns the training summary.
+
+    ``stop_after_steps`` ends the call after that many steps without a final checkpoint, as a kill would.
+    """
+    exp_dir = Path(exp_dir)
+    tc, arw = config.train, config.arw
+    distributed.init_from_env()
+    main_rank = distributed.is_main()
+    torch.set_num_threads(tc.threads)
+    frame, cache = load_splits(config.data.manifest, [config.data.train_split], config.data.cache_dir, progress=tc.progress and main_rank,
+                               audio_dir=config.data.audio_dir)[config.data.train_split]
+    speaker_codes, speaker_names = pd.factorize(frame[schema.SPEAKER_ID].astype(str), sort=True)
+    speaker_rows = [np.flatnonzero(speaker_codes == s) for s in range(len(speaker_names))]
+    too_few = [speaker_names[s] for s, r in enumerate(speaker_rows) if len(r) < tc.utterances_per_speaker]
+    if too_few:
+        raise ValueError(f"{config.data.manifest}: train speakers {too_few[:5]} have fewer than {tc.utterances_per_speaker} utterances (train.utterances_per_speaker)")
+    if len(speaker_rows) < tc.speakers_per_batch:
+        raise ValueError(f"{config.data.manifest}: {len(speaker_rows)} train speakers, fewer than train.speakers_per_batch = {tc.speakers_per_batch}")
+    lengths = cache.lengths()
+
+    state = build_state(config, len(speaker_rows), len(frame), cache)
+    learner_params = list(state.learner.parameters())
+    adversary_params = list(state.sample_adversary.parameters()) + list(state.pair_adversary.parameters())
+    optimizer = torch.optim.AdamW([{"params": learner_params, "lr": tc.lr, "weight_decay": tc.weight_decay},
+                                   {"params": adversary_params, "lr": arw.adversary_lr, "weight_decay": 0.0}])
+
+    checkpoints, pretrain_dir = exp_dir / "checkpoints", exp_dir / "pretrain"
+    fingerprint = _fingerprint(config)
+    meta = ckpt.load_checkpoint(checkpoints, state, optimizer)
+    if meta is None and tc.init_pretrained and arw.enabled:
+        source = Path(tc.init_pretrained) / "pretrain"
+        if arw.pretrain_steps not in ckpt.list_checkpoints(source):
+            raise FileNotFoundError(f"{source}: no checkpoint at step {arw.pretrain_steps} (train.init_pretrained needs a finished baseline run)")
+        meta = ckpt.load_checkpoint(source, state, optimizer, step=arw.pretrain_steps)
+        if meta["progress"]["fingerprint"] != fingerprint:
+            differ = sorted(k for k in fingerprint if fingerprint[k] != meta["progress"]["fingerprint"].get(k))
+            raise ValueError(f"{source}: train.init_pretrained run has other settings in {differ}; its pretraining is not this run's")
+        meta["progress"]["log"] = list(meta["progress"]["log"])
+        meta["progress"]["pretrained_from"] = str(source)
+    progress = meta["progress"] if meta else {"step": 0, "elapsed_s": 0.0, "log": [], "fingerprint": fingerprint}
+    if meta and main_rank:
+        print(f"resuming from step {progress['step']}")
+    learner = distributed.wrap(state.learner, find_unused_parameters=False)
+
+    def save(directory: Path = checkpoints) -> None:
+        if main_rank:
+            ckpt.save_checkpoint(directory, progress["step"], state, optimizer, progress, keep=tc.keep_checkpoints)
+
+    started, elapsed_before, steps_this_call, stopped = time.perf_counter(), progress["elapsed_s"], 0, "completed"
+    bar = tqdm(total=tc.steps, initial=progress["step"], desc=f"train {config.name}", disable=not (tc.progress and main_rank), mininterval=5.0)
+    state.train()
+    while progress["step"] < tc.steps:
+        step = progress["step"]
+        if arw.enabled and step >= arw.pretrain_steps and (step - arw.pretrain_steps) % arw.recluster_every == 0:
+            recluster(state, tc.seed, step, arw.n_clusters)
+        rows, labels, starts = sample_batch(tc.seed, step, speaker_rows, lengths, tc)
+        mine = np.asarray(distributed.shard(np.arange(tc.speakers_per_batch)))  # this rank's speakers of the batch
+        mine = (mine[:, None] * tc.utterances_per_speaker + np.arange(tc.utterances_per_speaker)).ravel()
+        features = torch.stack([crop(cache, rows[k], starts[k], tc.crop_frames) for k in mine])
+        record = training_step(learner, state, optimizer, features, torch.from_numpy(labels[mine]), torch.from_numpy(rows[mine]),
+                               step, tc.steps, config)
+        progress["step"] += 1
+        steps_this_call += 1
+        progress["elapsed_s"] = elapsed_before + time.perf_counter() - started
+        bar.update(1)
+        if progress["step"] % tc.log_every == 0:
+            progress["log"].append(record)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step"}, refresh=False)
+        if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+            bar.close()
+            return {"stopped": "stop_after_steps", "step": progress["step"]}
+        if progress["step"] == arw.pretrain_steps:
+            save(pretrain_dir)
+        if progress["step"] % tc.checkpoint_every == 0:
+            save()
+        if tc.max_minutes is not None and progress["elapsed_s"] > 60 * tc.max_minutes:
+            stopped = "time limit"
+            break
+    bar.close()
+    save()
+    summary = {"name": config.name, "stopped": stopped, "steps": progress["step"], "train_minutes": progress["elapsed_s"] / 60,
+               "parameters": count_parameters(state.learner.extractor), "world_size": distributed.world_size(), "threads": tc.threads,
+               "pretrained_from": progress.get("pretrained_from"), "log": progress["log"]}
+    if main_rank:
+        ckpt.save_model(exp_dir / "model.safetensors", state.learner.extractor, {"config": config.to_dict(), "step": progress["step"]})
+        io.write_json(exp_dir / "train_summary.json", summary)
+    return summary
+
+
+def load_extractor(path: str | Path) -> tuple[XVector, VerifierConfig]:
+    """A trained extractor (eval mode) and its config from ``model.safetensors`` + sidecar."""
+    weights, meta = ckpt.load_weights(path)
+    config = config_from_dict(meta["config"], str(path))
+    extractor = XVector(config.model, None)
+    extractor.load_state_dict(weights)
+    return extractor.eval(), config
+
+
+@torch.inference_mode()
+def embed(extractor: XVector, cache: FeatureCache) -> np.ndarray:
+    """Whole-utterance embeddings, one utterance at a time (no padding), ``(len(cache), dim)`` float32."""
+    extractor.eval()
+    return np.stack([extractor(cache.get(i)[None]).squeeze(0).numpy() for i in range(len(cache))]).astype(np.float32)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train a speaker verifier (optionally with ARW) from a recipe config.")
+    parser.add_argument("config", help="recipe TOML ('none': defaults plus --set values)")
+    parser.add_argument("--exp-dir", required=True, help="experiment directory (checkpoints, model); rerun to resume")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    args = parser.parse_args(argv)
+    config = load_config(None if args.config == "none" else args.config, args.set)
+    summary = train(config, args.exp_dir)
+    print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
+
+
+if __name__ == "__main__":
+    main()
