@@ -86,3 +86,33 @@ def test_gate_flags_a_cohort_that_regresses():
     assert by.loc[("voice_family", "a"), "wer_change_high"] == 0.0
     assert "WER increase" in by.loc[("voice_family", "b"), "reasons"]
     assert not RegressionGate().check(regression_table(rows, refs, old, old, ["voice_family"], n_boot=50)).flagged.any()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rank_update(rank: int, world: int, port: int, base: str, workdir: str) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    trainer = DiffTrainer("sparse", density=0.1, prune_every=1)
+    train_update(update_config(base, ["train.epochs=2"], seed=0), f"{workdir}/exp", trainer)
+    with open(f"{workdir}/rank{rank}.txt", "w") as handle:  # every rank's own diff, written or not
+        handle.write(trainer.diff_.header["payload_sha256"])
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes with their own torch start-up
+def test_two_ranks_train_one_identical_diff(base, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_update, args=(2, _free_port(), str(base), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text() for r in range(2))
+    assert rank0 == rank1 == fmt.read_diff(tmp_path / "exp" / DIFF_FILE).header["payload_sha256"]
+    fmt.apply_diff_file(base, tmp_path / "exp" / DIFF_FILE, tmp_path / "applied.safetensors")
+    assert _same(tmp_path / "applied.safetensors", tmp_path / "exp" / "model.safetensors")
