@@ -3,6 +3,7 @@
 #   0. the control: the baseline fine-tuned on the same schedule without amortization;
 #   1. the amortized branched encoder, evaluated arbitrated, slow branch only and fast branch only;
 #   2. block gating, swept over the compute-penalty weight, with the WER-against-compute plot.
+# (run.sh branched / run.sh gating runs one part; they can run side by side)
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
 # if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG).
 # LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel.
@@ -14,9 +15,11 @@ MCU=mcu_100mflops
 WEIGHTS=${WEIGHTS:-"0.1 0.3 1.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
 train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}"; }
-evaluate() { [ -f "$2/eval.json" ] || python -m fairspeech.asr.evaluate "$1/model.safetensors" --out "$2" "${@:3}"; }
+SPLITS=${SPLITS:-test}   # the variants are compared on the held-out test speakers
+evaluate() { [ -f "$2/eval.json" ] || python -m fairspeech.asr.evaluate "$1/model.safetensors" --out "$2" --splits "$SPLITS" "${@:3}"; }
 
 # 1. Branched encoder, trained for the MCU profile, on which the baseline cannot keep up with real time.
+branched() {
 evaluate "$BASE" "$BASE/eval_$MCU" --profile "$MCU"
 train branched "$EXP/branched"
 evaluate "$EXP/branched" "$EXP/branched/eval"
@@ -27,8 +30,10 @@ python -m fairspeech.asr.results amortized --reference "$EXP/branched/eval_slow_
     --variant branched="$EXP/branched/eval" --variant fast_branch_only="$EXP/branched/eval_fast_only" \
     --variant branched_on_650mflops="$EXP/branched/eval_on_650mflops" --variant baseline="$BASE/eval_$MCU" \
     --train branched="$EXP/branched" --out benchmarks/results/asr_amortized.json
+}
 
 # 2. Block gating against the control fine-tuned on the same schedule.
+gating() {
 train finetune "$EXP/finetuned"
 evaluate "$EXP/finetuned" "$EXP/finetuned/eval"
 variants=(--variant "baseline=$BASE/eval")
@@ -40,3 +45,11 @@ done
 python -m fairspeech.asr.results sweep --reference "$EXP/finetuned/eval" "${variants[@]}" \
     --plot "$EXP/block_gating_wer_vs_compute.png" --out benchmarks/results/asr_block_gating.json
 cp "$EXP/block_gating_wer_vs_compute.png" benchmarks/results/asr_block_gating_wer_vs_compute.png
+}
+
+case "${1:-all}" in           # run.sh [branched|gating|all]: the two parts are independent
+    branched) branched ;;
+    gating) gating ;;
+    all) branched; gating ;;
+    *) echo "usage: $0 [branched|gating|all]" >&2; exit 2 ;;
+esac
