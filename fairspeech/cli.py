@@ -12,7 +12,7 @@ DEMO_DIR = REPO_ROOT / "data_manifests" / "demo"
 
 # Verbs that live beside their library code: each module's add_parser(subparsers) registers its verb
 # with set_defaults(handler=run), and main() calls the handler.
-VERB_MODULES = ["fairspeech.hardware.cli", "fairspeech.updates.cli", "fairspeech.verification.cli"]
+VERB_MODULES = ["fairspeech.hardware.cli", "fairspeech.mitigation.cli", "fairspeech.updates.cli", "fairspeech.verification.cli"]
 
 
 def _mapping(text: str | None) -> dict[str, str]:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.evaluate import load_trained
 from fairspeech.asr.synthetic import make_tone_corpus, tiny_config
 from fairspeech.asr.train import train

@@ -1,6 +1,7 @@
 """Training a speaker verifier, plain or with adversarial reweighting (ARW), and evaluating it on held-out speakers.
 
-    python -m fairspeech.verification.train recipes/arw_verifier/config.toml --exp-dir runs/x [--set arw.enabled=true]
+    fairspeech train-verifier --config recipes/arw_verifier/config.toml --out runs/x [--arw] [--set section.key=value]
+    summary = train(load_config("recipes/arw_verifier/config.toml", ["arw.enabled=true"]), "runs/x")
 
 Each step draws ``speakers_per_batch`` training speakers x ``utterances_per_speaker`` utterances and a
 random fixed-length crop of each one's cached log-mels (tiled when shorter), all from a generator
@@ -27,9 +28,7 @@ the adversary's are all-reduced, and rank 0 fits the clusters and shares the cen
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -385,17 +384,3 @@ def embed(extractor: XVector, cache: FeatureCache) -> np.ndarray:
     extractor.eval()
     return np.stack([extractor(cache.get(i)[None]).squeeze(0).numpy() for i in range(len(cache))]).astype(np.float32)
 
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Train a speaker verifier (optionally with ARW) from a recipe config.")
-    parser.add_argument("config", help="recipe TOML ('none': defaults plus --set values)")
-    parser.add_argument("--exp-dir", required=True, help="experiment directory (checkpoints, model); rerun to resume")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-    args = parser.parse_args(argv)
-    config = load_config(None if args.config == "none" else args.config, args.set)
-    summary = train(config, args.exp_dir)
-    print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,443 @@
+"""The EWC fine-tuning comparison: fine-tune a base recognizer for its worst cohorts without hurting the rest.
+
+    python -m fairspeech.mitigation.cli ... (or ``fairspeech finetune --recipe ewc --config recipes/ewc_finetune/config.toml``)
+
+1. Decode the train/dev/test splits with the base model (cached).
+2. Cohorts from the audit: speaker-embedding clusters (:class:`EmbeddingKMeans`) or regions of the
+   geographic tree (:class:`GeoClusteringTree`), fitted on the train speakers with the base model's
+   errors and ranked by WER; the ``targets`` worst become the targets. Held-out speakers (dev, test)
+   get their cohort from ``predict``.
+3. The diagonal Fisher of the base model on a seeded sample of the *whole* train population.
+4. Variants, all from the base weights with the same seed and schedule through
+   :func:`fairspeech.asr.train.train` (only its hooks differ): ``none`` (no adaptation), ``finetune``
+   (target cohorts' train utterances), ``replay`` (plus a share of other cohorts' utterances),
+   ``ewc_<lambda>`` for each lambda, ``ewc_distill`` (EWC plus focal distillation towards the base
+   model on what it got right).
+5. Each variant decodes the held-out splits; WER per cohort, mean/max/variance across cohorts,
+   overall WER and negative flips against the base model per cohort and for targets vs the rest,
+   all with speaker-bootstrap intervals (:func:`fairspeech.metrics.flips.flip_table`).
+
+Every stage is cached under ``out_dir`` and each training resumes from its checkpoints, so rerunning
+the same command after an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairspeech.asr.config import dict_to_config
+from fairspeech.asr.data import SplitData, load_splits
+from fairspeech.asr.evaluate import load_trained, transcribe
+from fairspeech.asr.train import TrainHooks, train
+from fairspeech.data import schema
+from fairspeech.data.speakers import speaker_table
+from fairspeech.metrics import bootstrap as bs
+from fairspeech.metrics.flips import OVERALL, flip_counts, flip_table
+from fairspeech.metrics.wer import alignment_counts
+from fairspeech.mitigation.distill import FocalDistillation, old_model_right
+from fairspeech.mitigation.ewc import DiagonalFisher, OnlineEWC
+from fairspeech.utils import io
+
+COHORT = "cohort"
+GROUP = "group"  # "target" or "rest"
+TARGET, REST = "target", "rest"
+
+
+@dataclass
+class CohortSettings:
+    method: str = "embedding"  # or "geo"
+    embeddings: str = "data_manifests/demo/speaker_embeddings.parquet"
+    k: int | None = None  # embedding clusters (None: by silhouette)
+    targets: int = 1  # how many of the worst cohorts to fine-tune for
+    min_speakers: int = 20
+
+
+@dataclass
+class FisherSettings:
+    kind: str = "empirical"
+    utterances: int = 400  # seeded sample of the whole train population
+    normalize: bool = True
+
+
+@dataclass
+class FinetuneSettings:
+    name: str = "ewc_finetune"
+    base_model: str = "runs/asr_baseline/model.safetensors"
+    out_dir: str = "runs/ewc_finetune"
+    result: str = "benchmarks/results/ewc_finetune.json"
+    plot: str = "benchmarks/results/ewc_finetune_lambda_sweep.png"
+    seed: int = 0
+    cohorts: CohortSettings = field(default_factory=CohortSettings)
+    fisher: FisherSettings = field(default_factory=FisherSettings)
+    replay_ratio: float = 0.5  # other cohorts' utterances per target utterance, for the replay variant
+    lambdas: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])
+    distill_lambda: float = 10.0  # EWC lambda of the ewc_distill variant
+    distill_weight: float = 1.0
+    distill_alpha: float = 0.1  # weight on every utterance
+    distill_beta: float = 1.0  # extra weight where the base model was right
+    distill_focus: str = "words"  # see fairspeech.mitigation.distill
+    variants: list[str] | None = None  # None: all
+    train: dict = field(default_factory=dict)  # overrides of the base model's [train] for every fine-tuning
+    eval_splits: list[str] = field(default_factory=lambda: ["dev", "test"])
+    select_split: str = "dev"  # lambda picked here, targets checked on the other
+    n_boot: int = 1000
+    progress: bool = True
+
+
+_NESTED = {"cohorts": CohortSettings, "fisher": FisherSettings}
+
+
+def settings_from_dict(tree: dict, source: str = "<dict>") -> FinetuneSettings:
+    tree = dict(tree)
+    known = {f.name for f in dataclasses.fields(FinetuneSettings)}
+    unknown = sorted(set(tree) - known)
+    if unknown:
+        raise KeyError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
+    for name, cls in _NESTED.items():
+        values = tree.get(name, {})
+        bad = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if bad:
+            raise KeyError(f"{source}: [{name}] has unknown keys {bad}")
+        tree[name] = cls(**values)
+    return FinetuneSettings(**tree)
+
+
+def load_settings(path: str | Path | None, overrides: Sequence[str] = (), seed: int | None = None) -> FinetuneSettings:
+    """Settings from a TOML file (or defaults), ``--set key=value`` overrides (dotted for tables), and ``seed``."""
+    from fairspeech.asr.config import _set, parse_override
+
+    tree = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    for text in overrides:
+        _set(tree, *parse_override(text))
+    if seed is not None:
+        tree["seed"] = seed
+    return settings_from_dict(tree, str(path or "defaults"))
+
+
+def variant_specs(settings: FinetuneSettings) -> list[dict]:
+    specs = [{"name": "none"}, {"name": "finetune"}, {"name": "replay", "replay": True}]
+    specs += [{"name": f"ewc_{lam:g}", "ewc": lam} for lam in settings.lambdas]
+    specs.append({"name": "ewc_distill", "ewc": settings.distill_lambda, "distill": True})
+    if settings.variants is not None:
+        unknown = sorted(set(settings.variants) - {s["name"] for s in specs})
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; known: {[s['name'] for s in specs]}")
+        specs = [s for s in specs if s["name"] in settings.variants]
+    return specs
+
+
+# -- stages ---------------------------------------------------------------------------------------
+def cached_hypotheses(path: Path, model, data: SplitData, frame: pd.DataFrame, tokenizer, max_frames: int) -> list[str]:
+    """Greedy hypotheses of ``model`` on a split, cached as parquet keyed by utt_id."""
+    if path.exists():
+        cached = pd.read_parquet(path)
+        if cached[schema.UTT_ID].tolist() == frame[schema.UTT_ID].tolist():
+            return cached[schema.HYPOTHESIS].fillna("").tolist()
+    hyps, _ = transcribe(model, data, tokenizer, max_frames=max_frames)
+    with io.atomic_path(path) as tmp:
+        pd.DataFrame({schema.UTT_ID: frame[schema.UTT_ID].to_numpy(), schema.HYPOTHESIS: hyps}).to_parquet(tmp, index=False)
+    return hyps
+
+
+def scored_speakers(frame: pd.DataFrame, hyps: Sequence[str], attributes: Sequence[str] = ()) -> pd.DataFrame:
+    counts = alignment_counts(frame[schema.REFERENCE].tolist(), list(hyps))
+    table = frame.reset_index(drop=True).assign(**{schema.ERRORS: counts[schema.ERRORS].to_numpy(), schema.REF_WORDS: counts[schema.REF_WORDS].to_numpy()})
+    return speaker_table(table, attributes)
+
+
+def discover_cohorts(settings: CohortSettings, seed: int, train_speakers: pd.DataFrame, held_out: dict[str, pd.DataFrame]):
+    """Fit the audit's discovery method on train speakers; return (estimator, {split: cohort label per speaker})."""
+    from fairspeech.cohorts.embedding import EmbeddingKMeans
+    from fairspeech.cohorts.geo_tree import GeoClusteringTree
+
+    def with_features(speakers: pd.DataFrame) -> pd.DataFrame:
+        if settings.method == "geo":
+            return speakers
+        embeddings = pd.read_parquet(settings.embeddings)
+        if schema.SPEAKER_ID not in embeddings.columns:
+            raise KeyError(f"{settings.embeddings}: needs a {schema.SPEAKER_ID!r} column")
+        return speakers.join(embeddings.set_index(schema.SPEAKER_ID), how="left")
+
+    if settings.method == "embedding":
+        estimator = EmbeddingKMeans(k=settings.k, min_speakers=settings.min_speakers, seed=seed)
+    elif settings.method == "geo":
+        estimator = GeoClusteringTree(min_speakers=settings.min_speakers, seed=seed)
+    else:
+        raise ValueError(f"cohorts.method must be 'embedding' or 'geo', got {settings.method!r}")
+    estimator.fit(with_features(train_speakers))
+    labels = {"train": estimator.labels_}
+    labels.update({split: estimator.predict(with_features(speakers)) for split, speakers in held_out.items()})
+    return estimator, labels
+
+
+def replay_mask(frame: pd.DataFrame, targets: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Targets plus a seeded sample of ``ratio`` x as many other utterances (replay of the rest of the population)."""
+    others = np.flatnonzero(~targets)
+    n = min(len(others), int(round(ratio * targets.sum())))
+    picked = bs.stream(seed, "ewc_finetune/replay").choice(others, size=n, replace=False)
+    mask = targets.copy()
+    mask[picked] = True
+    return mask
+
+
+def split_figures(frame: pd.DataFrame, base_hyps: Sequence[str], hyps: Sequence[str], n_boot: int, seed: int) -> dict:
+    """WER per cohort, across-cohort spread, overall, and negative flips against the base, with intervals."""
+    counts = flip_counts(frame[schema.REFERENCE].tolist(), list(base_hyps), list(hyps))
+    table = pd.concat([frame[[schema.SPEAKER_ID, COHORT, GROUP]].reset_index(drop=True), counts], axis=1)
+    keep = ["speakers", "utterances", "new_wer", "new_wer_low", "new_wer_high", "old_wer", "negative_flip_rate", "negative_flip_rate_low",
+            "negative_flip_rate_high", "word_negative_flip_rate", "word_negative_flip_rate_low", "word_negative_flip_rate_high",
+            "negative_flip_impact", "negative_flip_impact_low", "negative_flip_impact_high", "word_negative_flip_impact",
+            "word_negative_flip_impact_low", "word_negative_flip_impact_high", "positive_flip_rate", "negative_flip", "word_negative_flips"]
+
+    def rows(by: str) -> dict:
+        t = flip_table(table, by=by, n_boot=n_boot, seed=seed).set_index("cohort")
+        rename = {"new_wer": "wer", "new_wer_low": "wer_low", "new_wer_high": "wer_high", "old_wer": "base_wer"}
+        return {str(c): {rename.get(k, k): (v if not isinstance(v, (np.integer, np.floating)) else v.item()) for k, v in t.loc[c, keep].items()}
+                for c in t.index}
+
+    cohorts = rows(COHORT)
+    overall = cohorts.pop(OVERALL)
+    cohorts.pop("(missing)", None)
+    groups = rows(GROUP)
+    groups.pop(OVERALL)
+    wers = np.array([c["wer"] for c in cohorts.values()])
+    return {
+        "overall": overall, "groups": groups, "cohorts": cohorts,
+        "across_cohorts": {"wer_mean": float(wers.mean()), "wer_max": float(wers.max()), "wer_variance": float(wers.var())},
+    }
+
+
+def sum_regularizers(*hooks):
+    """One ``TrainHooks.regularizer`` adding several (losses summed, stats merged)."""
+    def combined(model, batch, output):
+        total, stats = 0.0, {}
+        for hook in hooks:
+            loss, extra = hook(model, batch, output)
+            total = total + loss
+            stats.update(extra)
+        return total, stats
+    return combined
+
+
+# -- the comparison -------------------------------------------------------------------------------
+def run_comparison(settings: FinetuneSettings) -> dict:
+    started = time.perf_counter()
+    torch.set_num_threads(1)
+    out = Path(settings.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_json(out / "settings.json", dataclasses.asdict(settings))
+    base, tokenizer, base_config = load_trained(settings.base_model)
+    dc = base_config.data
+    splits = ["train", *settings.eval_splits]
+    loaded = load_splits(dc.manifest, splits, dc.cache_dir, progress=settings.progress, audio_dir=dc.audio_dir)
+    frames = {s: loaded[s][0] for s in splits}
+    data = {s: SplitData(loaded[s][1], frames[s][schema.REFERENCE].tolist(), tokenizer) for s in splits}
+    max_frames = base_config.eval.max_frames_per_batch
+    timings = {}
+
+    # 1. base hypotheses
+    t = time.perf_counter()
+    base_hyps = {s: cached_hypotheses(out / f"base_hyps_{s}.parquet", base, data[s], frames[s], tokenizer, max_frames) for s in splits}
+    timings["decode_base_s"] = time.perf_counter() - t
+
+    # 2. cohorts from the audit on the train speakers
+    attributes = ["lat", "lon"] if settings.cohorts.method == "geo" else []
+    speakers = {s: scored_speakers(frames[s], base_hyps[s], attributes) for s in splits}
+    estimator, labels = discover_cohorts(settings.cohorts, settings.seed, speakers["train"], {s: speakers[s] for s in settings.eval_splits})
+    ranked = estimator.cohorts_.sort_values("wer", ascending=False, kind="stable")
+    eligible = ranked[ranked["speakers"] >= settings.cohorts.min_speakers]
+    targets = [int(c) for c in eligible.index[: settings.cohorts.targets]]
+    if len(targets) < settings.cohorts.targets or len(targets) >= len(ranked):
+        raise ValueError(f"cohorts: need {settings.cohorts.targets} target cohorts with >= {settings.cohorts.min_speakers} train speakers "
+                         f"and at least one other; found {len(eligible)} eligible of {len(ranked)}")
+    for s in splits:
+        codes = frames[s][schema.SPEAKER_ID].map(labels[s])
+        frames[s][COHORT] = codes.map(lambda c: pd.NA if pd.isna(c) else f"cohort {int(c)}").astype("string")
+        frames[s][GROUP] = np.where(codes.isin(targets).fillna(False).to_numpy(bool), TARGET, REST)
+    target_mask = (frames["train"][GROUP] == TARGET).to_numpy()
+    cohort_report = {
+        "method": settings.cohorts.method,
+        "chosen_on": "train speakers' WER under the base model (the audit's discovery fit); held-out speakers assigned with predict",
+        "targets": [f"cohort {c}" for c in targets],
+        "train_table": {f"cohort {int(c)}": {"description": str(r["description"]), "speakers": int(r["speakers"]), "utterances": int(r["utterances"]),
+                                              "wer": float(r["wer"])} for c, r in ranked.iterrows()},
+        "p_value": float(estimator.p_value_),
+        "k": int(getattr(estimator, "k_", len(ranked))),
+        "target_train_utterances": int(target_mask.sum()),
+        "held_out_speakers": {s: {str(k): int(v) for k, v in labels[s].astype("string").fillna("(none)").value_counts().sort_index().items()}
+                              for s in settings.eval_splits},
+    }
+
+    # 3. Fisher of the base model on the whole population
+    t = time.perf_counter()
+    fisher_path = out / "fisher.safetensors"
+    fisher_meta = {"kind": settings.fisher.kind, "utterances": settings.fisher.utterances, "normalize": settings.fisher.normalize, "seed": settings.seed}
+    ewc = None
+    if fisher_path.exists():
+        ewc = OnlineEWC.load(fisher_path)
+        if {k: ewc.meta_.get(k) for k in fisher_meta} != fisher_meta:
+            ewc = None  # settings changed: recompute
+    if ewc is None:
+        population = np.sort(bs.stream(settings.seed, "ewc_finetune/fisher").choice(len(data["train"]), size=min(settings.fisher.utterances, len(data["train"])), replace=False))
+        estimate = DiagonalFisher(settings.fisher.kind, settings.fisher.normalize, tokenizer.blank_id, settings.seed, settings.progress).fit(base, data["train"], population.tolist())
+        ewc = OnlineEWC().consolidate(base, estimate.fisher_)
+        ewc.save(fisher_path, {**fisher_meta, "n_samples": estimate.n_samples_, "raw_mean": estimate.raw_mean_, "seconds": time.perf_counter() - t})
+        ewc.meta_ = json.loads(fisher_path.with_suffix(".json").read_text())
+    timings["fisher_s"] = ewc.meta_["seconds"]
+
+    # 4. variants
+    base_tree = base_config.to_dict()
+    right = old_model_right(frames["train"][schema.REFERENCE].tolist(), base_hyps["train"], settings.distill_focus)
+    replay = replay_mask(frames["train"], target_mask, settings.replay_ratio, settings.seed)
+    results = {}
+    for spec in variant_specs(settings):
+        name = spec["name"]
+        vdir = out / "variants" / name
+        record = {"spec": spec}
+        if name == "none":
+            hyps = base_hyps
+            record["train"] = None
+        else:
+            config = dict_to_config(base_tree)
+            config.name = f"{settings.name}/{name}"
+            for key, value in settings.train.items():
+                if not hasattr(config.train, key):
+                    raise KeyError(f"train.{key}: not a [train] setting of the base model's config")
+                setattr(config.train, key, value)
+            config.train.init_from = str(settings.base_model)
+            config.train.seed = settings.seed
+            config.train.dev_every = 0
+            config.train.progress = settings.progress
+            mask = replay if spec.get("replay") else target_mask
+            regularizers = []
+            if "ewc" in spec:
+                regularizers.append(ewc.regularizer(spec["ewc"]))
+            if spec.get("distill"):
+                old, _, _ = load_trained(settings.base_model)
+                regularizers.append(FocalDistillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
+            hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers) if regularizers else None)
+            summary_path = vdir / "train_summary.json"
+            if not (vdir / "model.safetensors").exists() or not summary_path.exists():
+                train(config, vdir, hooks=hooks)
+            summary = json.loads(summary_path.read_text())
+            model, _, _ = load_trained(vdir / "model.safetensors")
+            record["train"] = {k: summary[k] for k in ("steps", "epochs_completed", "train_minutes", "train_utterances")}
+            with torch.no_grad():
+                record["ewc_distance_from_base"] = float(ewc.distance(model))
+            timing_path = vdir / "decode_time.json"  # the decoding's own time, kept for reruns that find the hypotheses cached
+            t = time.perf_counter()
+            hyps = {s: cached_hypotheses(vdir / f"hyps_{s}.parquet", model, data[s], frames[s], tokenizer, max_frames) for s in settings.eval_splits}
+            if not timing_path.exists():
+                io.write_json(timing_path, {"decode_s": time.perf_counter() - t})
+            record["decode_s"] = json.loads(timing_path.read_text())["decode_s"]
+        record["splits"] = {s: split_figures(frames[s], base_hyps[s], hyps[s], settings.n_boot, settings.seed) for s in settings.eval_splits}
+        results[name] = record
+        if settings.progress:
+            test = record["splits"][settings.eval_splits[-1]]
+            print(f"{name}: target WER {100 * test['groups'][TARGET]['wer']:.2f}%, rest {100 * test['groups'][REST]['wer']:.2f}%, "
+                  f"overall {100 * test['overall']['wer']:.2f}%, rest word flips {100 * test['groups'][REST]['word_negative_flip_rate']:.2f}%", flush=True)
+
+    report = {
+        "name": settings.name, "base_model": settings.base_model, "seed": settings.seed, "settings": dataclasses.asdict(settings),
+        "cohorts": cohort_report, "fisher": ewc.meta_, "variants": results,
+        "checks": targets_check(results, settings, targets), "timings": timings,
+        "wall_minutes": (time.perf_counter() - started) / 60,
+        "threads": torch.get_num_threads(),
+    }
+    if settings.plot:
+        plot_sweep(results, settings, targets, settings.plot)
+    io.write_json(settings.result, report)
+    return report
+
+
+def targets_check(results: dict, settings: FinetuneSettings, targets: list[int]) -> dict:
+    """The issue's targets for each EWC variant; the lambda is picked on ``select_split`` and checked on the others.
+
+    Worst cohort (the base model's worst target cohort on the split) at least 20% relative better,
+    overall WER no worse than the base, words negatively flipped in non-target cohorts at most half
+    of plain fine-tuning's.
+    """
+    if "none" not in results:
+        return {}
+    out = {}
+    for split in settings.eval_splits:
+        base = results["none"]["splits"][split]
+        worst = max((c for c in base["cohorts"] if c in {f"cohort {x}" for x in targets}),
+                    key=lambda c: base["cohorts"][c]["wer"], default=None)
+        plain = results.get("finetune", {}).get("splits", {}).get(split)
+        rows = {}
+        for name, record in results.items():
+            fig = record["splits"][split]
+            groups = fig["groups"]
+            row = {
+                "overall_wer": fig["overall"]["wer"],
+                "overall_relative_change": _relative(fig["overall"]["wer"], base["overall"]["wer"]),
+                "target_relative_change": _relative(groups.get(TARGET, {}).get("wer"), base["groups"].get(TARGET, {}).get("wer")),
+                "rest_word_negative_flip_rate": groups.get(REST, {}).get("word_negative_flip_rate"),
+                "rest_negative_flip_rate": groups.get(REST, {}).get("negative_flip_rate"),
+                "worst_cohort": worst,
+                "worst_cohort_relative_change": _relative(fig["cohorts"][worst]["wer"], base["cohorts"][worst]["wer"]) if worst else None,
+                "rest_word_flips_over_finetune": None,
+            }
+            if plain is not None and REST in plain["groups"] and row["rest_word_negative_flip_rate"] is not None:
+                ref = plain["groups"][REST]["word_negative_flip_rate"]
+                row["rest_word_flips_over_finetune"] = row["rest_word_negative_flip_rate"] / ref if ref > 0 else None
+            parts = (row["worst_cohort_relative_change"], row["overall_relative_change"], row["rest_word_flips_over_finetune"])
+            row["meets_targets"] = None if None in parts else bool(parts[0] <= -0.20 and parts[1] <= 0 and parts[2] <= 0.5)
+            rows[name] = row
+        out[split] = rows
+    select = settings.select_split
+    sweep = [n for n in results if n.startswith("ewc_") and select in settings.eval_splits]
+    if sweep:
+        # on the selection split: the best target WER among lambdas that keep overall WER no worse, else the best overall
+        ok = [n for n in sweep if out[select][n]["overall_relative_change"] <= 0 and out[select][n]["target_relative_change"] is not None]
+        chosen = min(ok, key=lambda n: out[select][n]["target_relative_change"]) if ok else min(sweep, key=lambda n: out[select][n]["overall_relative_change"])
+        out["selected"] = {"variant": chosen, "on": select, "rule": "lowest target-group WER among EWC variants whose overall WER is no worse than the base (else lowest overall WER)"}
+    return out
+
+
+def _relative(new, old):
+    return None if new is None or old is None or old == 0 else new / old - 1
+
+
+def plot_sweep(results: dict, settings: FinetuneSettings, targets: list[int], path: str | Path) -> None:
+    """WER of the target cohorts against WER of the rest, per split: the lambda sweep as a line, other variants as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(settings.eval_splits), figsize=(5.5 * len(settings.eval_splits), 4.5), squeeze=False)
+    for ax, split in zip(axes[0], settings.eval_splits):
+        def point(name):
+            g = results[name]["splits"][split]["groups"]
+            return 100 * g.get(REST, {}).get("wer", np.nan), 100 * g.get(TARGET, {}).get("wer", np.nan)
+        sweep = sorted((n for n in results if n.startswith("ewc_") and n != "ewc_distill"), key=lambda n: results[n]["spec"]["ewc"])
+        if sweep:
+            xs, ys = zip(*(point(n) for n in sweep))
+            ax.plot(xs, ys, "o-", color="tab:blue", label="EWC (lambda sweep)")
+            for n, x, y in zip(sweep, xs, ys):
+                ax.annotate(f"λ={results[n]['spec']['ewc']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for name, style in (("none", "ks"), ("finetune", "r^"), ("replay", "gv"), ("ewc_distill", "mD")):
+            if name in results:
+                x, y = point(name)
+                ax.plot([x], [y], style, label=name)
+        ax.set_xlabel("WER of the other cohorts (%)")
+        ax.set_ylabel(f"WER of the target cohorts {', '.join(map(str, targets))} (%)")
+        ax.set_title(f"{split} speakers")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

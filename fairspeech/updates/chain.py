@@ -1,0 +1,310 @@
+"""The neural-diff experiment: one update, then a chain of updates that each bring new names.
+
+    python -m fairspeech.updates.chain recipes/neural_diff/config.toml --seed 0
+
+The demo corpus's requests name places and artists. Train utterances are grouped by the name they
+carry (:func:`name_of`); the names are dealt, in a seeded order, into ``updates`` groups of about equal
+utterance count, and update ``k`` trains on group ``k``'s utterances plus a replay share of utterances
+without names (the way an assistant learns a batch of names before an event). Each update is trained
+three ways from the previous model of its own chain: all parameters (the reference; shipping it means
+shipping the whole model), a sparse diff, and a hashed diff of the same byte budget. Every model is
+decoded on the held-out speakers (``eval_splits``) and compared with the model it replaces: WER and
+negative flips overall and per cohort (voice family, gender, and the update's names vs the rest),
+flagged by :class:`~fairspeech.updates.check.RegressionGate`. A first "single update" compares a
+very sparse diff (the size target) with the full update 1. Results go to the JSON named in the
+config after every model, so an interrupted run keeps what it measured; rerunning resumes (trained
+models and decoded hypotheses are reused, an interrupted training continues from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairspeech.asr import checkpoint as ckpt
+from fairspeech.data import schema
+from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
+from fairspeech.updates import format as fmt
+from fairspeech.updates.check import RegressionGate, decode_splits, regression_table, table_records
+from fairspeech.updates.hashed import budget_bucket_ratio
+from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
+from fairspeech.utils import io
+
+_PLACE = "(?P<place>.+?)"
+_DAYS = "|".join(DAYS)
+# The templates of fairspeech/data/demo/sentences.py that carry a name, with the name's slot.
+NAME_PATTERNS = {
+    "weather_day": rf"what is the weather in {_PLACE} (?:{_DAYS})",
+    "weather_rain": rf"will it rain in {_PLACE} (?:{_DAYS})",
+    "weather_temp": rf"how cold is it in {_PLACE} right now",
+    "drive_time": rf"how long does it take to drive to {_PLACE}",
+    "navigate": rf"navigate to {_PLACE}",
+    "distance": rf"how far is {_PLACE} from here",
+    "local_time": rf"what time is it in {_PLACE}",
+    "restaurant": rf"find a \w+ place near {_PLACE}",
+    "flight": rf"is my flight to {_PLACE} on time",
+    "music_song": r"play .+ by (?P<artist>the \w+ \w+)",
+    "music_artist": r"play some music by (?P<artist>the \w+ \w+)",
+}
+_COMPILED = {k: re.compile(f"^{v}$") for k, v in NAME_PATTERNS.items()}
+_STATES = sorted(STATE_NAMES.values(), key=len, reverse=True)
+NAMES = "names"  # the cohort attribute: this update's names, other names, no name
+THIS_UPDATE, OTHER_NAMES, NO_NAME = "this update", "other names", "no name"
+
+
+def name_of(reference: str, template: str) -> str | None:
+    """The place (city, without its state) or artist a demo request names; None for requests without one."""
+    pattern = _COMPILED.get(template)
+    match = pattern.match(reference) if pattern else None
+    if match is None:
+        return None
+    if "artist" in match.groupdict():
+        return match["artist"]
+    place = match["place"]
+    for state in _STATES:  # "sumner texas" -> "sumner"; "new york new york" -> "new york"
+        if place.endswith(" " + state):
+            return place[: -len(state) - 1]
+    return place
+
+
+def deal_names(train: pd.DataFrame, updates: int, seed: int) -> dict[str, int]:
+    """Name -> update (1..updates): names in a seeded order, each to the update with the fewest utterances so far."""
+    counts = train["name"].dropna().value_counts().sort_index()
+    order = np.random.default_rng([seed, 8]).permutation(len(counts))
+    load = np.zeros(updates, dtype=np.int64)
+    assigned = {}
+    for i in order:
+        k = int(np.argmin(load))
+        assigned[counts.index[i]] = k + 1
+        load[k] += counts.iloc[i]
+    return assigned
+
+
+def selection(train: pd.DataFrame, assigned: dict[str, int], k: int, replay_ratio: float, seed: int) -> set[str]:
+    """utt_ids update ``k`` trains on: its names' utterances plus ``replay_ratio`` as many without a name."""
+    own = train[train["name"].map(assigned) == k]
+    plain = train[train["name"].isna()]
+    replay = plain.sample(n=min(len(plain), int(round(replay_ratio * len(own)))), random_state=np.random.default_rng([seed, 9, k]))
+    return set(own[schema.UTT_ID]) | set(replay[schema.UTT_ID])
+
+
+def _sizes(model_path: Path, diff_path: Path | None) -> dict:
+    model = fmt.compressed_sizes(model_path)
+    if diff_path is None:  # a full update ships the whole model
+        return {"shipped": model, "smaller_than_model": {k: 0.0 for k in model}}
+    diff = fmt.compressed_sizes(diff_path)
+    return {"shipped": diff, "model": model, "smaller_than_model": {k: 1 - diff[k] / model[k] for k in diff}}
+
+
+class Experiment:
+    """The driver: ``settings`` is the parsed config.toml (see recipes/neural_diff/config.toml)."""
+
+    def __init__(self, settings: dict, seed: int = 0):
+        self.settings = settings
+        self.seed = seed
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def _trainer(self, kind: str, density: float) -> DiffTrainer | None:
+        s = self.settings
+        value_bytes = fmt.VALUE_DTYPES[s["experiment"]["value_dtype"]].itemsize
+        if kind == "full":
+            return None
+        common = dict(value_dtype=s["experiment"]["value_dtype"], **s.get(kind, {}))
+        if kind == "sparse":
+            return DiffTrainer("sparse", density=density, **common)
+        return DiffTrainer("hashed", bucket_ratio=budget_bucket_ratio(density, value_bytes), hash_seed=self.seed, **common)
+
+    def _hyps(self, tag: str, model_path: Path) -> tuple[list[str], float]:
+        cache = self.out / "hyps" / f"{tag}.json"
+        if cache.exists():
+            stored = json.loads(cache.read_text(encoding="utf-8"))
+            return stored["hyps"], stored["seconds"]
+        started = time.perf_counter()
+        frame, hyps = decode_splits(model_path, self.eval_splits)
+        if list(frame[schema.UTT_ID]) != list(self.eval_frame[schema.UTT_ID]):
+            raise RuntimeError(f"{model_path}: decoded utterances differ from the evaluation rows")
+        seconds = time.perf_counter() - started
+        io.write_json(cache, {"model": str(model_path), "hyps": hyps, "seconds": seconds})
+        return hyps, seconds
+
+    def _update(self, tag: str, kind: str, density: float, base: Path, k: int, wanted: set[str] | None = None, overrides: list[str] = ()) -> dict:
+        exp = self.out / tag
+        model_path, diff_path = exp / "model.safetensors", exp / DIFF_FILE
+        trainer = self._trainer(kind, density)
+        summary_path = exp / "train_summary.json"
+        if not (model_path.exists() and summary_path.exists() and (trainer is None or diff_path.exists())):
+            if wanted is None:
+                wanted = selection(self.train, self.assigned, k, self.settings["experiment"]["replay_ratio"], self.seed)
+            config = update_config(base, [*self.overrides, *overrides], self.seed)
+            train_update(config, exp, trainer, lambda rows: rows[schema.UTT_ID].isin(wanted).to_numpy())
+            shutil.rmtree(exp / "checkpoints", ignore_errors=True)  # the run is complete; its model and diff are what we keep
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        record = {"update": k, "method": kind, "density": density if kind != "full" else 1.0, "base": str(base), "model": str(model_path),
+                  "train": {key: summary[key] for key in ("steps", "train_minutes", "train_utterances")},
+                  "sizes": _sizes(model_path, diff_path if trainer is not None else None)}
+        if trainer is not None:
+            diff = fmt.read_diff(diff_path)
+            record["diff"] = {key: diff.header[key] for key in ("diff_type", "density", "entries", "parameters", "value_dtype")}
+            # What a device does: base weights + diff file; apply_diff checks the result's SHA-256 against the header.
+            started = time.perf_counter()
+            applied = fmt.apply_diff(ckpt.load_weights(base)[0], diff, str(diff_path))
+            record["apply_seconds"] = time.perf_counter() - started
+            trained = ckpt.load_weights(model_path)[0]
+            record["applied_equals_trained"] = applied.keys() == trained.keys() and all(torch.equal(applied[n], trained[n]) for n in trained)
+        return record
+
+    def _evaluate(self, record: dict, tag: str, old_hyps: list[str], k: int) -> list[str]:
+        hyps, seconds = self._hyps(tag, Path(record["model"]))
+        rows = self.eval_frame.assign(**{NAMES: np.where(self.eval_frame["update"] == k, THIS_UPDATE,
+                                                         np.where(self.eval_frame["update"] > 0, OTHER_NAMES, NO_NAME))})
+        s = self.settings["experiment"]
+        table = self.gate.check(regression_table(rows, self.references, old_hyps, hyps, [*s["by"], NAMES], n_boot=s["n_boot"], seed=self.seed))
+        overall = table[table["attribute"] == "overall"].iloc[0]
+        record.update({"decode_seconds": seconds, "wer": float(overall["new_wer"]), "previous_wer": float(overall["old_wer"]),
+                       "flagged": bool(table["flagged"].any()),
+                       "flagged_cohorts": [f"{r.attribute}={r.cohort}: {r.reasons}" for r in table[table["flagged"]].itertuples()],
+                       "versus_previous": table_records(table)})
+        return hyps
+
+    # -- the run -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        s = self.settings["experiment"]
+        self.out = Path(s["out_dir"])
+        self.overrides = [f"train.{key}={json.dumps(value)}" for key, value in self.settings.get("train", {}).items()]
+        self.gate = RegressionGate(**self.settings.get("gate", {}))
+        self.eval_splits = list(s["eval_splits"])
+        base = Path(s["base"])
+        config = ckpt.load_weights(base)[1]["config"]
+        manifest = pd.read_parquet(config["data"]["manifest"])
+        manifest["name"] = [name_of(r, t) for r, t in zip(manifest[schema.REFERENCE], manifest["sentence_template"])]
+        self.train = manifest[manifest[schema.SPLIT] == config["data"]["train_split"]]
+        self.assigned = deal_names(self.train, s["updates"], self.seed)
+        started = time.perf_counter()
+        # The evaluation rows: the held-out speakers' utterances, in decoding order, with the update each name belongs to.
+        self.eval_frame = manifest[manifest[schema.SPLIT].isin(self.eval_splits)].copy()
+        self.eval_frame["_order"] = self.eval_frame[schema.SPLIT].map({sp: i for i, sp in enumerate(self.eval_splits)})
+        self.eval_frame = self.eval_frame.sort_values(["_order"], kind="stable").reset_index(drop=True)
+        self.eval_frame["update"] = self.eval_frame["name"].map(self.assigned).fillna(0).astype(int)
+        self.references = self.eval_frame[schema.REFERENCE].tolist()
+        base_hyps, base_seconds = self._hyps("base", base)
+        results = {
+            "recipe": "neural_diff", "seed": self.seed, "settings": self.settings, "base_model": str(base),
+            "base_sizes": fmt.compressed_sizes(base),
+            "eval": {"splits": self.eval_splits, "utterances": len(self.eval_frame), "speakers": int(self.eval_frame[schema.SPEAKER_ID].nunique()),
+                     "base_decode_seconds": base_seconds},
+            "names": {"per_update_train_utterances": {str(k): int((self.train["name"].map(self.assigned) == k).sum()) for k in range(1, s["updates"] + 1)},
+                      "per_update_eval_utterances": {str(k): int((self.eval_frame["update"] == k).sum()) for k in range(1, s["updates"] + 1)},
+                      "names_per_update": {str(k): sorted(n for n, g in self.assigned.items() if g == k) for k in range(1, s["updates"] + 1)}},
+            "single_update": [], "chain": [], "gate": self.gate.to_dict(),
+        }
+        results["eval"]["base_wer"] = float(regression_table(self.eval_frame, self.references, base_hyps, base_hyps, n_boot=10).iloc[0]["new_wer"])
+        results_path = Path(s["results"])
+
+        def save() -> None:
+            results["elapsed_minutes_this_run"] = (time.perf_counter() - started) / 60
+            results["summary"] = summarize(results)
+            io.write_json(results_path, results)
+
+        chains = {method: (base, base_hyps) for method in s["chain_methods"]}
+        for k in range(1, s["updates"] + 1):
+            for method in s["chain_methods"]:
+                previous, previous_hyps = chains[method]
+                tag = f"{method}/update{k}"
+                record = self._update(tag, method, s["chain_density"], previous, k)
+                hyps = self._evaluate(record, tag.replace("/", "_"), previous_hyps, k)
+                chains[method] = (Path(record["model"]), hyps)
+                results["chain"].append(record)
+                self._compare(results["chain"], record)
+                save()
+            if k == 1:  # the size target: one very sparse update (and its hashed twin) against the full update 1
+                for method in s["single_methods"]:
+                    tag = f"single_{method}/update1"
+                    record = self._update(tag, method, s["single_density"], base, 1)
+                    self._evaluate(record, tag.replace("/", "_"), base_hyps, 1)
+                    results["single_update"].append(record)
+                    self._compare(results["chain"], record)
+                    save()
+        demo = self.settings.get("gate_demo")
+        if demo:  # an update that should not ship: does the check catch it?
+            wanted = set(self.train.query(demo["query"])[schema.UTT_ID])
+            overrides = [f"train.{key}={json.dumps(value)}" for key, value in demo.get("train", {}).items()]
+            record = self._update("gate_demo/update", demo["method"], s["chain_density"], base, 0, wanted, overrides)
+            self._evaluate(record, "gate_demo", base_hyps, -1)
+            results["gate_demo"] = dict(record, query=demo["query"], train_overrides=overrides)
+            save()
+        return results
+
+    @staticmethod
+    def _compare(chain: list[dict], record: dict) -> None:
+        """WER relative to the full-parameter update at the same point of the chain."""
+        full = next((r for r in chain if r["method"] == "full" and r["update"] == record["update"]), None)
+        if full is not None and record["method"] != "full":
+            record["wer_full_update"] = full["wer"]
+            record["wer_relative_to_full"] = (record["wer"] - full["wer"]) / full["wer"]
+            record["within_1pct_of_full"] = bool(record["wer_relative_to_full"] <= 0.01)
+
+
+def _names_wer(record: dict) -> float:
+    """WER on the held-out utterances that carry this update's names (None for an update without names)."""
+    return next((r["new_wer"] for r in record["versus_previous"] if r["attribute"] == NAMES and r["cohort"] == THIS_UPDATE), None)
+
+
+def summarize(results: dict) -> dict:
+    """The headline figures: sizes and WER against the full update, per method and update, and every flag."""
+    full = {r["update"]: r for r in results["chain"] if r["method"] == "full"}
+
+    def line(record: dict) -> dict:
+        out = {"wer": record["wer"], "previous_wer": record["previous_wer"], "names_wer": _names_wer(record), "shipped_bytes": record["sizes"]["shipped"],
+               "smaller_than_model": record["sizes"]["smaller_than_model"], "flagged": record["flagged_cohorts"]}
+        for key in ("wer_relative_to_full", "within_1pct_of_full", "applied_equals_trained"):
+            if key in record:
+                out[key] = record[key]
+        if record["method"] != "full" and record["update"] in full:
+            reference = _names_wer(full[record["update"]])
+            out["names_wer_relative_to_full"] = (out["names_wer"] - reference) / reference
+        return out
+
+    chain: dict[str, dict] = {}
+    for record in results["chain"]:
+        chain.setdefault(record["method"], {})[f"update{record['update']}"] = line(record)
+    out = {"single_update": {f"{r['method']}@{r['density']}": line(r) for r in results["single_update"]}, "chain": chain}
+    if "gate_demo" in results:
+        demo = results["gate_demo"]
+        out["gate_demo"] = {"query": demo["query"], "train_overrides": demo["train_overrides"], "wer": demo["wer"],
+                            "previous_wer": demo["previous_wer"], "flagged": demo["flagged_cohorts"]}
+    return out
+
+
+def load_settings(path: str | Path) -> dict:
+    settings = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    for key in ("base", "out_dir", "results", "updates", "replay_ratio", "eval_splits", "by", "n_boot", "chain_density",
+                "single_density", "chain_methods", "single_methods", "value_dtype"):
+        if key not in settings.get("experiment", {}):
+            raise KeyError(f"{path}: [experiment] needs {key!r}")
+    return settings
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Neural diff updates on the demo corpus: size, WER against full updates, per-cohort flips.")
+    parser.add_argument("config", help="recipes/neural_diff/config.toml")
+    parser.add_argument("--seed", type=int, default=0, help="training, name dealing, replay, hash and bootstrap seed (default: %(default)s)")
+    args = parser.parse_args(argv)
+    results = Experiment(load_settings(args.config), args.seed).run()
+    for record in results["single_update"] + results["chain"]:
+        print(f"update {record['update']} {record['method']:>6} density {record['density']:.3f}: WER {100 * record['wer']:.2f}% "
+              f"(previous {100 * record['previous_wer']:.2f}%), shipped {record['sizes']['shipped']['disk']:,} B"
+              + (f", {100 * record['wer_relative_to_full']:+.2f}% rel. to full" if "wer_relative_to_full" in record else "")
+              + ("  FLAGGED" if record["flagged"] else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The EWC fine-tuning comparison end to end on the tone corpus (cohorts, Fisher, every variant through the
+training loop's hooks, figures, plot), its resume, the CLI verb, focal distillation and settings errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fairspeech.asr.synthetic import make_tone_corpus, tiny_config
+from fairspeech.asr.train import train
+from fairspeech.mitigation import finetune
+from fairspeech.mitigation.distill import FocalDistillation, old_model_right
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ft")
+    manifest = make_tone_corpus(root / "tones", n_speakers=10, utterances_per_speaker=4)
+    train(tiny_config(manifest, root / "feats", epochs=4), root / "base")
+    frame = pd.read_parquet(manifest)
+    families = frame.groupby("speaker_id")["voice_family"].first()
+    rng = np.random.default_rng(0)
+    vectors = [list(np.eye(3)[0 if f == "low" else 1] + 0.1 * rng.random(3)) for f in families]
+    pd.DataFrame({"speaker_id": families.index, "embedding": vectors}).to_parquet(root / "emb.parquet")
+    return root
+
+
+def _overrides(root, out="ft"):
+    return [f'base_model="{root}/base/model.safetensors"', f'out_dir="{root}/{out}"', f'result="{root}/{out}/result.json"',
+            f'plot="{root}/{out}/plot.png"', f'cohorts.embeddings="{root}/emb.parquet"', "cohorts.k=2", "cohorts.min_speakers=2",
+            "fisher.utterances=12", "lambdas=[1.0, 1000.0]", "distill_lambda=1.0", "train.epochs=3", "train.max_frames_per_batch=600", "n_boot=20", "progress=false"]
+
+
+def test_comparison_runs_every_variant_and_resumes(base):
+    settings = finetune.load_settings(None, _overrides(base), seed=0)
+    report = finetune.run_comparison(settings)
+    names = ["none", "finetune", "replay", "ewc_1", "ewc_1000", "ewc_distill"]
+    assert list(report["variants"]) == names
+    assert report["cohorts"]["targets"] and report["cohorts"]["target_train_utterances"] > 0
+    ft = report["variants"]["finetune"]["train"]
+    assert ft["train_utterances"] == report["cohorts"]["target_train_utterances"]
+    assert report["variants"]["replay"]["train"]["train_utterances"] > ft["train_utterances"]
+    # the penalty holds the weights: a huge lambda ends far closer to the base than plain fine-tuning
+    assert report["variants"]["ewc_1000"]["ewc_distance_from_base"] < 0.5 * report["variants"]["finetune"]["ewc_distance_from_base"]
+    test = report["variants"]["none"]["splits"]["test"]
+    assert test["overall"]["negative_flip_rate"] == 0.0 and test["overall"]["wer"] == test["overall"]["base_wer"]
+    for record in report["variants"].values():
+        figures = record["splits"]["dev"]
+        assert {"wer", "wer_low", "wer_high", "negative_flip_impact", "word_negative_flip_rate"} <= set(figures["overall"])
+        assert figures["across_cohorts"]["wer_max"] >= figures["across_cohorts"]["wer_mean"]
+    assert (base / "ft" / "plot.png").stat().st_size > 0
+    assert report["checks"]["selected"]["variant"] in ("ewc_1", "ewc_1000")
+    # rerun: nothing is retrained or decoded again, and every figure is the same
+    model_file = base / "ft" / "variants" / "finetune" / "model.safetensors"
+    before = model_file.stat().st_mtime_ns
+    again = finetune.run_comparison(settings)
+    assert model_file.stat().st_mtime_ns == before
+    assert json.dumps(again["variants"], sort_keys=True) == json.dumps(report["variants"], sort_keys=True)
+
+
+def test_cli_verb_takes_seed_and_variants(base):
+    from fairspeech.cli import main
+
+    args = ["finetune", "--recipe", "ewc", "--seed", "1", "--variants", "none,finetune", "--no-progress"]
+    for item in _overrides(base, "cli"):
+        args += ["--set", item]
+    assert main(args) == 0
+    report = json.loads((base / "cli" / "result.json").read_text())
+    assert report["seed"] == 1 and list(report["variants"]) == ["none", "finetune"]
+
+
+def test_settings_errors_name_the_key():
+    with pytest.raises(KeyError, match="lambda"):
+        finetune.load_settings(None, ["lambda=3"])
+    with pytest.raises(KeyError, match=r"\[fisher\] has unknown keys \['size'\]"):
+        finetune.load_settings(None, ["fisher.size=3"])
+    with pytest.raises(ValueError, match="unknown variants"):
+        finetune.variant_specs(finetune.load_settings(None, ['variants=["ewc_7"]']))
+
+
+def test_focal_distillation_weights_and_zero_at_the_old_model(base):
+    from fairspeech.asr.data import Batch
+    from fairspeech.asr.evaluate import load_trained
+
+    refs = ["bad cab", "ace", "fade deaf"]
+    hyps = ["bad cab", "ace bed", "fade"]
+    assert old_model_right(refs, hyps, "utterance").tolist() == [1.0, 0.0, 0.0]  # an insertion is not right
+    assert old_model_right(refs, hyps, "words").tolist() == [1.0, 1.0, 0.5]
+    old, _, _ = load_trained(base / "base" / "model.safetensors")
+    new, _, _ = load_trained(base / "base" / "model.safetensors")
+    features = torch.randn(2, 60, old.config.n_mels)
+    batch = Batch(features, torch.tensor([60, 40]), torch.zeros(0, dtype=torch.int64), torch.zeros(2, dtype=torch.int64), [0, 1])
+    hook = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.5, beta=1.0)
+    loss, stats = hook(new, batch, new(batch.features, batch.lengths))
+    assert abs(float(loss)) < 1e-6  # identical models: nothing to distill
+    with torch.no_grad():
+        new.head.bias.add_(torch.linspace(0, 3, new.head.bias.numel()))
+    out = new(batch.features, batch.lengths)
+    loss, stats = hook(new, batch, out)
+    only_first = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.0, beta=1.0)(new, batch, out)[0]
+    assert float(loss) > float(only_first) > 0  # alpha adds the utterance the old model got wrong
