@@ -86,3 +86,30 @@ def test_bpe_learns_frequent_words_and_round_trips(tmp_path):
     assert again.encode("turn off the timer") == tok.encode("turn off the timer")
     with pytest.raises(ValueError, match="not in the tokenizer"):
         tok.encode("zebra")
+
+
+def test_frequency_warp_moves_spectral_peaks_by_the_factor():
+    from fairspeech.asr.features import frequency_warp, hz_to_mel, mel_centers
+
+    centers = mel_centers(80)
+    features = torch.zeros(3, 5, 80)
+    features[:, :, 40] = 1.0  # a peak at filter 40
+    warped = frequency_warp(features, torch.tensor([1.0, 1.12, 1 / 1.12]), centers)
+    assert torch.allclose(warped[0], features[0])  # factor 1: unchanged
+    peak = warped[:, 0].argmax(-1).tolist()
+    assert peak[1] > 40 > peak[2]  # up for a higher voice, down for a lower one
+    # the peak lands where filter 40's frequency times the factor falls on the mel axis
+    step = (hz_to_mel(centers[-1]) - hz_to_mel(centers[0])) / 79
+    expected = (hz_to_mel(centers[40] * 1.12) - hz_to_mel(centers[0])) / step
+    assert abs(peak[1] - float(expected)) <= 1
+
+
+def test_specaugment_warps_only_in_training():
+    from fairspeech.asr.features import SpecAugment
+
+    augment = SpecAugment(freq_masks=0, time_masks=0, freq_warp=0.12)
+    x = torch.randn(2, 30, 80)
+    lengths = torch.tensor([30, 30])
+    assert torch.equal(augment.eval()(x, lengths), x)
+    torch.manual_seed(0)
+    assert not torch.allclose(augment.train()(x, lengths), x)

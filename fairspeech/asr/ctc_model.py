@@ -33,6 +33,7 @@ class SpecAugmentConfig:
     time_masks: int = 2
     time_width: int = 20
     time_mask_ratio: float = 0.1
+    freq_warp: float = 0.0  # max |log| of the per-utterance frequency scaling (vocal tract length perturbation)
 
 
 class FrontEnd(nn.Module):

@@ -21,6 +21,15 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+F_MIN, F_MAX = 20.0, 7600.0  # the front end's mel range (Hz)
+
+
+def mel_centers(n_mels: int, f_min: float = F_MIN, f_max: float = F_MAX) -> torch.Tensor:
+    """Centre frequency (Hz) of each of ``n_mels`` filters, as :func:`mel_filterbank` places them."""
+    mel_points = torch.linspace(hz_to_mel(torch.tensor(f_min)), hz_to_mel(torch.tensor(f_max)), n_mels + 2, dtype=torch.float64)
+    return mel_to_hz(mel_points[1:-1])
+
+
 def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
     """(n_freqs, n_mels) triangular filters on the HTK mel scale, peaks at 1."""
     fft_freqs = torch.linspace(0.0, sample_rate / 2.0, n_freqs, dtype=torch.float64)
@@ -45,8 +54,8 @@ class LogMel(nn.Module):
         win_length: int = 400,
         hop_length: int = 160,
         n_mels: int = 80,
-        f_min: float = 20.0,
-        f_max: float | None = 7600.0,
+        f_min: float = F_MIN,
+        f_max: float | None = F_MAX,
         floor: float = 1e-6,
     ):
         super().__init__()
@@ -90,23 +99,48 @@ class GlobalCMVN(nn.Module):
         return (features - self.mean) * self.inv_std
 
 
-class SpecAugment(nn.Module):
-    """Frequency and time masking (Park et al. 2019) of normalized features, in training mode only.
+def frequency_warp(features: torch.Tensor, factors: torch.Tensor, centers_hz: torch.Tensor) -> torch.Tensor:
+    """(batch, frames, n_mels) log-mels as if every frequency of utterance ``b`` were scaled by ``factors[b]``.
 
-    Masks are filled with 0 (the normalized mean). Time masks are at most ``time_mask_ratio`` of each
-    utterance's own length, so short requests are not wiped out. Uses torch's global RNG (seeded by
-    the training loop and saved in checkpoints).
+    Filter ``k`` of the warped utterance sees what filter position ``s`` saw at ``centers_hz[k] / factor``
+    (linear interpolation between filters, edges held). Scaling every frequency is what a pitch shift of
+    the whole spectrum does (sox ``pitch``, speakers' vocal tracts), so this is vocal tract length
+    perturbation (Jaitly & Hinton 2013) on cached features.
+    """
+    n = features.shape[-1]
+    mel_lo, mel_hi = hz_to_mel(centers_hz[0]), hz_to_mel(centers_hz[-1])
+    source = hz_to_mel(centers_hz[None, :] / factors[:, None].double())
+    position = ((source - mel_lo) / (mel_hi - mel_lo) * (n - 1)).clamp(0, n - 1).to(features.dtype)  # (batch, n_mels)
+    lower = position.floor().long().clamp(max=n - 2)
+    frac = (position - lower).unsqueeze(1)
+    expand = lambda index: index.unsqueeze(1).expand(-1, features.shape[1], -1)  # noqa: E731
+    return features.gather(-1, expand(lower)) * (1 - frac) + features.gather(-1, expand(lower + 1)) * frac
+
+
+class SpecAugment(nn.Module):
+    """Frequency warping, then frequency and time masking (Park et al. 2019), in training mode only.
+
+    Warping (``freq_warp`` > 0): each utterance's frequencies are scaled by ``exp(u)``, ``u`` uniform in
+    ``[-freq_warp, freq_warp]`` (:func:`frequency_warp`; 0.12 spans +/- 2 semitones). Masks are filled
+    with 0 (the normalized mean). Time masks are at most ``time_mask_ratio`` of each utterance's own
+    length, so short requests are not wiped out. Uses torch's global RNG (seeded by the training loop
+    and saved in checkpoints).
     """
 
-    def __init__(self, freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_width: int = 20, time_mask_ratio: float = 0.1):
+    def __init__(self, freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_width: int = 20, time_mask_ratio: float = 0.1,
+                 freq_warp: float = 0.0):
         super().__init__()
         self.freq_masks, self.freq_width = freq_masks, freq_width
         self.time_masks, self.time_width, self.time_mask_ratio = time_masks, time_width, time_mask_ratio
+        self.freq_warp = freq_warp
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return features
         batch, frames, dims = features.shape
+        if self.freq_warp > 0:
+            factors = torch.exp((2 * torch.rand(batch) - 1) * self.freq_warp)
+            features = frequency_warp(features, factors, mel_centers(dims))
         keep = torch.ones_like(features, dtype=torch.bool)
         freq_index = torch.arange(dims)
         time_index = torch.arange(frames)
