@@ -4,7 +4,7 @@ binary gates, the compute penalty and FLOP counts follow the gates."""
 import pytest
 import torch
 
-from fairspeech.asr.block_gating import GatedCTCModel, GatingConfig, gated_attention, gated_residual
+from fairspeech.asr.block_gating import GatedCTCModel, GatingConfig, gated_attention, gated_conv, gated_residual
 from fairspeech.asr.ctc_model import CTCModel
 from fairspeech.asr.encoder import EncoderConfig
 from fairspeech.asr.flops import count_flops, flops_per_frame
@@ -15,13 +15,13 @@ TINY = EncoderConfig(n_mels=80, dim=32, heads=2, ff_dim=64, layers=2, subsamplin
 def _model(**kw):
     torch.manual_seed(0)
     model = GatedCTCModel(TINY, 10, GatingConfig(**kw))
-    model.block_flops.copy_(torch.tensor([1000.0, 2000.0], dtype=torch.float64))  # set, not measured: no FLOP counter here
+    model.block_flops.copy_(torch.tensor([1000.0, 2000.0, 500.0], dtype=torch.float64))  # set, not measured: no FLOP counter here
     return model
 
 
 def _set_gates(model, bias):
     with torch.no_grad():
-        for arbitrator in [*model.attention_gates, *model.ff_gates]:
+        for arbitrator in [*model.attention_gates, *model.ff_gates, *(model.conv_gates or [])]:
             arbitrator.weight.zero_()
             arbitrator.bias.fill_(bias)
 
@@ -39,18 +39,35 @@ def test_skipped_blocks_pass_the_residual_exactly():
     assert torch.equal(out[~some], x[~some]) and not torch.equal(out[0, 3], x[0, 3])
 
 
-def test_all_blocks_off_leaves_only_the_convolutions_final_norm_and_head():
-    model = _model().eval()
+@pytest.mark.parametrize("gate_conv", [True, False])
+def test_all_blocks_off_leaves_only_the_ungated_parts(gate_conv):
+    model = _model(gate_conv=gate_conv).eval()
     _set_gates(model, -50.0)
     features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
     with torch.no_grad():
         out = model(features, lengths)
         x, _ = model.frontend(features, lengths)
-        for layer in model.encoder.layers:  # the ungated convolution modules
-            x = x + layer.conv(x)
+        if not gate_conv:
+            for layer in model.encoder.layers:  # the ungated convolution modules
+                x = x + layer.conv(x)
         expected = torch.log_softmax(model.head(model.encoder.norm(x)), dim=-1)
     assert torch.equal(out.log_probs, expected)
     assert float(out.routing.max()) == 0.0
+
+
+def test_gated_conv_off_frames_pass_and_feed_their_neighbours_zeros():
+    conv = _model().encoder.layers[0].conv.eval()
+    x = torch.randn(2, 10, 32)
+    route = torch.rand(2, 10) > 0.5
+    route[:, 4] = False
+    with torch.no_grad():
+        hard = gated_conv(conv, x, route)
+        soft = gated_conv(conv, x, route.float())
+        assert torch.allclose(hard, soft, atol=1e-5)  # the relaxation at binary gates is the hard computation
+        assert torch.equal(hard[~route], x[~route])
+        changed = x.clone()
+        changed[:, 4] += 10.0  # an off frame's input reaches no other frame
+        assert torch.equal(gated_conv(conv, changed, route)[route], hard[route])
 
 
 def test_hard_gates_match_the_relaxation_at_binary_values():
@@ -89,8 +106,10 @@ def test_all_on_equals_the_baseline_and_penalty_tracks_compute():
 def test_flop_counter_sees_attention_and_gating_saves_compute():
     model = _model().eval()
     model.measure_block_flops(frames=40)
-    attention, feed_forward = model.block_flops.tolist()
+    attention, feed_forward, conv = model.block_flops.tolist()
     d, ff = TINY.dim, TINY.ff_dim
+    # conv module: pointwise d -> 2d and d -> d, and the depthwise kernel (norms and GLU are not FLOP-counted)
+    assert conv == pytest.approx(2 * (3 * d * d + d * TINY.conv_kernel))
     # q, k, v and output projections (4 d^2 MACs) plus scores and weighted values over 40 keys, 2 FLOPs per MAC.
     assert attention == pytest.approx(2 * (4 * d * d + 2 * 40 * d))
     assert feed_forward == pytest.approx(2 * 2 * d * ff)
@@ -99,6 +118,7 @@ def test_flop_counter_sees_attention_and_gating_saves_compute():
     full = flops_per_frame(model, features, lengths)
     _set_gates(model, -50.0)
     none = flops_per_frame(model, features, lengths)
-    # Gated-off frames save their projections and feed-forward; attention scores are counted dense either way.
-    assert full - none == pytest.approx(TINY.layers * 2 * (4 * d * d + 2 * d * ff))
+    # Gated-off frames save their projections, feed-forward and the conv module's pointwise layers; attention
+    # scores are counted dense either way, and the depthwise convolution runs unless every frame is off (here).
+    assert full - none == pytest.approx(TINY.layers * 2 * (4 * d * d + 2 * d * ff + 3 * d * d + d * TINY.conv_kernel))
     assert count_flops(lambda: torch.ones(3, 3) @ torch.ones(3, 3)) == 54

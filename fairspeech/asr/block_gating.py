@@ -1,13 +1,14 @@
 """Block gating (after Xie et al., "Compute cost amortized Transformer for streaming ASR", Interspeech 2022).
 
-Every attention block and every feed-forward block of the streaming transformer has its own tiny
-arbitrator (the convolution module of a conformer-style layer, if any, stays on: it is the cheap
-part, a fifth of a layer) (one linear unit on the block's input) that switches the block on or off per frame. A
-frame whose block is off passes through the residual connection unchanged, and a frame whose
-attention block is off is not a key either (its keys and values are never computed), so skipping
-saves the whole block. Gates are Gumbel-sigmoid relaxations annealed to binary, trained jointly with
-the CTC loss plus ``compute_weight`` times the expected share of block compute used; sweeping that
-weight traces the accuracy/compute trade-off.
+Every attention block, every feed-forward block and (in a conformer-style layer, with ``gate_conv``)
+every convolution module of the streaming encoder has its own tiny arbitrator (one linear unit on the
+block's input) that switches the block on or off per frame. A frame whose block is off passes through
+the residual connection unchanged, and does not feed the block at other frames either: a frame whose
+attention block is off is not a key (its keys and values are never computed), and one whose
+convolution module is off gives the depthwise convolution zeros (its pointwise layers never run), so
+skipping saves the whole block. Gates are Gumbel-sigmoid relaxations annealed to binary, trained
+jointly with the CTC loss plus ``compute_weight`` times the expected share of block compute used;
+sweeping that weight traces the accuracy/compute trade-off.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from fairspeech.asr.ctc_model import ASROutput, FrontEnd, SpecAugmentConfig
-from fairspeech.asr.encoder import EncoderConfig, StreamingTransformerEncoder, TransformerLayer, attend
+from fairspeech.asr.encoder import CausalConvModule, EncoderConfig, StreamingTransformerEncoder, TransformerLayer, attend
 from fairspeech.asr.flops import count_flops
 from fairspeech.asr.routing import TemperatureSchedule, binary_fraction, gate
 
@@ -34,6 +35,7 @@ class GatingConfig:
     anneal_fraction: float = 0.7
     straight_through: bool = False
     initial_bias: float = 3.0  # arbitrators start with blocks on (sigmoid(3) = 0.95), as the baseline was trained
+    gate_conv: bool = True  # gate the convolution modules too (else they always run)
 
 
 def gated_residual(route: torch.Tensor, block: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -76,6 +78,20 @@ def gated_attention(layer: TransformerLayer, x: torch.Tensor, route: torch.Tenso
     return x + route.unsqueeze(-1) * layer.attention_output(context)
 
 
+def gated_conv(conv: CausalConvModule, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+    """``x + g * conv(x)`` where a gated-off frame also gives the depthwise convolution zeros (soft: ``g``
+    scales its input); with a bool ``route`` the pointwise layers run on the active frames only."""
+    if route.dtype == torch.bool:
+        inner = x.new_zeros(x.shape)
+        out = x.clone()
+        if route.any():
+            inner[route] = conv.inner(x[route])
+            out[route] = x[route] + conv.outer(conv.depthwise(inner)[route])
+        return out
+    g = route.unsqueeze(-1)
+    return x + g * conv.outer(conv.depthwise(g * conv.inner(x)))
+
+
 class GatedCTCModel(nn.Module):
     def __init__(self, config: EncoderConfig, vocab_size: int, gating: GatingConfig | None = None,
                  specaugment: SpecAugmentConfig | None = None):
@@ -87,18 +103,21 @@ class GatedCTCModel(nn.Module):
         self.head = nn.Linear(config.dim, vocab_size)
         self.attention_gates = nn.ModuleList(nn.Linear(config.dim, 1) for _ in range(config.layers))
         self.ff_gates = nn.ModuleList(nn.Linear(config.dim, 1) for _ in range(config.layers))
-        for arbitrator in [*self.attention_gates, *self.ff_gates]:
+        gate_conv = self.gating.gate_conv and config.conv_kernel > 0
+        self.conv_gates = nn.ModuleList(nn.Linear(config.dim, 1) for _ in range(config.layers)) if gate_conv else None
+        for arbitrator in [*self.attention_gates, *self.ff_gates, *(self.conv_gates or [])]:
             nn.init.normal_(arbitrator.weight, std=0.01)
             nn.init.constant_(arbitrator.bias, self.gating.initial_bias)
         self.schedule = TemperatureSchedule(self.gating.temperature_start, self.gating.temperature_end, self.gating.anneal_fraction)
         self.temperature = self.gating.temperature_start
         self.force_on = False  # every block on: the ungated model
-        # FLOPs per frame [attention, feed-forward], measured on first need (see fairspeech.asr.flops on why not here).
-        self.register_buffer("block_flops", torch.zeros(2, dtype=torch.float64))
+        # FLOPs per frame [attention, feed-forward, convolution], measured on first need (see fairspeech.asr.flops on why not here).
+        self.register_buffer("block_flops", torch.zeros(3, dtype=torch.float64))
 
     @torch.no_grad()
     def measure_block_flops(self, frames: int = 75) -> None:
-        """FLOPs per frame of one attention block and one feed-forward block (``frames`` ~ 3 s of audio)."""
+        """FLOPs per frame of one attention block, feed-forward block and convolution module (0 without one;
+        ``frames`` ~ 3 s of audio)."""
         layer = self.encoder.layers[0]
         was_training = layer.training
         layer.eval()
@@ -106,8 +125,17 @@ class GatedCTCModel(nn.Module):
         bias = self.encoder.attention_bias(torch.tensor([frames]), frames)
         attention = count_flops(lambda: layer.attention_output(attend(layer.qkv_projection(x), layer.heads, bias, self.encoder.rope)))
         feed_forward = count_flops(lambda: layer.feed_forward(x))
+        conv = count_flops(lambda: layer.conv(x)) if layer.conv is not None else 0
         layer.train(was_training)
-        self.block_flops.copy_(torch.tensor([attention / frames, feed_forward / frames], dtype=torch.float64))
+        self.block_flops.copy_(torch.tensor([attention / frames, feed_forward / frames, conv / frames], dtype=torch.float64))
+
+    def gated_block_costs(self) -> tuple[float, float, float]:
+        """FLOPs per frame of one attention block, feed-forward block and gated convolution module (0 when
+        the convolution is not gated), measured once."""
+        if not self.block_flops.any():
+            self.measure_block_flops()
+        attention, feed_forward, conv = self.block_flops.tolist()
+        return attention, feed_forward, conv if self.conv_gates is not None else 0.0
 
     def on_step(self, step: int, total_steps: int) -> None:
         self.temperature = self.schedule(step, total_steps)
@@ -120,17 +148,21 @@ class GatedCTCModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ASROutput:
         x, lengths = self.frontend(features, lengths)
         bias = self.encoder.attention_bias(lengths, x.shape[1])
-        if not self.block_flops.any():
-            self.measure_block_flops()
-        attention_cost, ff_cost = self.block_flops.tolist()
+        attention_cost, ff_cost, conv_cost = self.gated_block_costs()
+        gated_cost = attention_cost + ff_cost + conv_cost
         used = x.new_zeros(x.shape[:2])  # gated compute per frame (soft in training)
         gates = []
-        for layer, attention_gate, ff_gate in zip(self.encoder.layers, self.attention_gates, self.ff_gates):
+        for i, (layer, attention_gate, ff_gate) in enumerate(zip(self.encoder.layers, self.attention_gates, self.ff_gates)):
             route = self._gate(attention_gate, x)
             x = gated_attention(layer, x, route, bias, self.encoder.rope)
             used = used + attention_cost * route
             gates.append(route)
-            if layer.conv is not None:
+            if self.conv_gates is not None:
+                route = self._gate(self.conv_gates[i], x)
+                x = gated_conv(layer.conv, x, route)
+                used = used + conv_cost * route
+                gates.append(route)
+            elif layer.conv is not None:
                 x = x + layer.conv(x)
             route = self._gate(ff_gate, x)
             x = gated_residual(route, layer.feed_forward, x)
@@ -138,7 +170,7 @@ class GatedCTCModel(nn.Module):
             gates.append(route)
         x = self.encoder.norm(x)
         log_probs = torch.log_softmax(self.head(x), dim=-1)
-        share = used / (self.config.layers * (attention_cost + ff_cost))  # of the gated blocks' full compute
+        share = used / (self.config.layers * gated_cost)  # of the gated blocks' full compute
         mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
         maskf = mask.to(share.dtype)
         expected_share = (share * maskf).sum() / maskf.sum().clamp(min=1.0)

@@ -31,10 +31,8 @@ def routing_delta(model) -> float:
     if hasattr(model, "frame_costs"):  # amortized: slow minus fast branch
         fast, slow = model.frame_costs()
         return slow - fast
-    if hasattr(model, "block_flops"):  # gated: every gated block of every layer
-        if not model.block_flops.any():
-            model.measure_block_flops()
-        return model.config.layers * float(model.block_flops.sum())
+    if hasattr(model, "gated_block_costs"):  # gated: every gated block of every layer
+        return model.config.layers * sum(model.gated_block_costs())
     return 0.0
 
 

@@ -9,10 +9,11 @@
 # LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/path.sh
 BASE=${BASE:-runs/asr_baseline}
 EXP=${EXP:-runs/asr_amortized}
 MCU=mcu_100mflops
-WEIGHTS=${WEIGHTS:-"0.1 0.3 1.0"}
+WEIGHTS=${WEIGHTS:-"0.5 1.0 2.0 4.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
 train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}"; }
 SPLITS=${SPLITS:-test}   # the variants are compared on the held-out test speakers
