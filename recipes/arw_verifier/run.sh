@@ -7,6 +7,7 @@
 # to every run, e.g.  recipes/arw_verifier/run.sh --set train.steps=200 --set arw.pretrain_steps=100
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/path.sh
 RUNS=${RUNS:-runs/arw_verifier}
 SEEDS=${SEEDS:-"0 1 2"}
 CONFIG=recipes/arw_verifier/config.toml

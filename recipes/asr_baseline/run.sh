@@ -6,6 +6,7 @@
 #   LAUNCH="torchrun --nproc_per_node 2" recipes/asr_baseline/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/path.sh
 EXP=${EXP:-runs/asr_baseline}
 CONFIG=recipes/asr_baseline/config.toml
 

@@ -5,4 +5,5 @@
 # Audio only, for the shipped manifest:  recipes/demo_corpus/run.sh --ensure-audio
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/path.sh
 exec python -m fairspeech.data.demo --config recipes/demo_corpus/config.toml "$@"

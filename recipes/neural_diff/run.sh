@@ -6,6 +6,7 @@
 # Needs the baseline: recipes/asr_baseline/run.sh. Pass --seed N for another seed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/path.sh
 python -m fairspeech.updates.chain recipes/neural_diff/config.toml "$@"
 # The shipped artifact of update 1, looked at and applied the way a device would (refuses other bases):
 python -m fairspeech.cli diff inspect runs/neural_diff/sparse/update1/update.diff.safetensors --base runs/asr_baseline/model.safetensors
