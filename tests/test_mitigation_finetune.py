@@ -102,3 +102,53 @@ def test_focal_distillation_weights_and_zero_at_the_old_model(base):
     loss, stats = hook(new, batch, out)
     only_first = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.0, beta=1.0)(new, batch, out)[0]
     assert float(loss) > float(only_first) > 0  # alpha adds the utterance the old model got wrong
+
+
+def test_targets_from_an_audits_assignments(base, tmp_path):
+    """cohorts.method = "assigned": the cohorts of an audit's cohorts.parquet, ranked by the base model's train WER;
+    speakers the file does not name are counted as excluded, never silently merged into a cohort."""
+    frame = pd.read_parquet(base / "tones" / "manifest.parquet")
+    families = frame.groupby("speaker_id")["voice_family"].first()
+    named = families.index[1:]  # the first speaker is left out of the file
+    path = tmp_path / "cohorts.parquet"
+    pd.DataFrame({"speaker_id": named, "embedding": pd.array([0 if families[s] == "low" else 1 for s in named], dtype="Int64")}).to_parquet(path)
+    overrides = _overrides(base, "assigned") + ["cohorts.method=\"assigned\"", f'cohorts.assignments="{path}"', 'variants=["none"]']
+    report = finetune.run_comparison(finetune.load_settings(None, overrides, seed=0))
+    cohorts = report["cohorts"]
+    assert cohorts["method"] == "assigned" and cohorts["p_value"] is None
+    assert sorted(r["description"] for r in cohorts["train_table"].values()) == ["embedding = 0", "embedding = 1"]
+    assert sum(cohorts["excluded_train_speakers"].values()) == int(families.index[0] in set(frame[frame.split == "train"].speaker_id))
+    worst = max(cohorts["train_table"].values(), key=lambda r: r["wer"])
+    assert cohorts["train_table"][cohorts["targets"][0]] == worst
+
+
+def test_assigned_cohorts_name_the_file_on_bad_input(tmp_path):
+    from fairspeech.cohorts.assigned import AssignedCohorts
+
+    path = tmp_path / "cohorts.parquet"
+    pd.DataFrame({"speaker_id": ["a", "b", "a"], "embedding": [0, 1, 1]}).to_parquet(path)
+    speakers = pd.DataFrame({"errors": [1, 2], "ref_words": [10, 10], "utterances": [1, 1]}, index=pd.Index(["a", "b"], name="speaker_id"))
+    with pytest.raises(ValueError, match=r"cohorts.parquet: speaker 'a' appears more than once \(row 2\)"):
+        AssignedCohorts(path, min_speakers=1).fit(speakers)
+    with pytest.raises(KeyError, match=r"cohorts.parquet: no column\(s\) \['geo'\]"):
+        AssignedCohorts(path, column="geo", min_speakers=1).fit(speakers)
+
+
+def test_base_trained_without_the_adaptation_pool(base, tmp_path):
+    """base_training: the deployed model learns from the train speakers outside a seeded pool; cohorts are found
+    on the pool and the fine-tunings learn only from the pool's target-cohort utterances."""
+    from fairspeech.asr.synthetic import tiny_overrides
+
+    manifest = base / "tones" / "manifest.parquet"
+    overrides = _overrides(base, "pooled") + [
+        "base_training.enabled=true", "base_training.adaptation_share=0.5", f"base_training.overrides={json.dumps(tiny_overrides(manifest, base / 'feats', epochs=2))}",
+        'variants=["none", "finetune"]', "cohorts.min_speakers=1"]
+    report = finetune.run_comparison(finetune.load_settings(None, overrides, seed=0))
+    frame = pd.read_parquet(manifest)
+    train_speakers = frame[frame.split == "train"].speaker_id.unique()
+    pool = report["cohorts"]["adaptation_pool"]
+    assert pool["speakers"] == round(0.5 * len(train_speakers))
+    assert report["base_model"] == str(base / "pooled" / "base" / "model.safetensors")
+    assert report["base_train"]["train_utterances"] == (frame.split == "train").sum() - pool["utterances"]
+    assert 0 < report["variants"]["finetune"]["train"]["train_utterances"] <= pool["utterances"]
+    assert report["variants"]["finetune"]["train"]["train_utterances"] == report["cohorts"]["target_train_utterances"]

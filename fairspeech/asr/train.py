@@ -16,6 +16,7 @@ through :class:`TrainHooks` rather than copying it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -245,6 +246,15 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     if main_rank:
         io.write_json(exp_dir / "train_summary.json", summary)
     return summary
+
+
+def training_record(exp_dir: str | Path) -> dict | None:
+    """How the model in ``exp_dir`` was trained, from its train_summary.json (None when there is none)."""
+    path = Path(exp_dir) / "train_summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return {key: summary.get(key) for key in ("stopped", "steps", "epochs_completed", "train_minutes", "train_utterances", "threads", "dev_by_epoch")}
 
 
 def main(argv=None) -> None:

@@ -24,6 +24,7 @@ the same command after an interruption continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 import tomllib
@@ -38,7 +39,8 @@ import torch
 from fairspeech.asr.config import dict_to_config
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.evaluate import load_trained, transcribe
-from fairspeech.asr.train import TrainHooks, train
+from fairspeech.asr.train import TrainHooks, train, training_record
+from fairspeech.cohorts.base import plain
 from fairspeech.data import schema
 from fairspeech.data.speakers import speaker_table
 from fairspeech.metrics import bootstrap as bs
@@ -55,8 +57,10 @@ TARGET, REST = "target", "rest"
 
 @dataclass
 class CohortSettings:
-    method: str = "embedding"  # or "geo"
+    method: str = "embedding"  # "embedding" or "geo": fitted on the train speakers; "assigned": read from an audit
     embeddings: str = "data_manifests/demo/speaker_embeddings.parquet"
+    assignments: str | None = None  # method "assigned": an audit's cohorts.parquet (fairspeech audit --discover ...)
+    column: str = "embedding"  # method "assigned": which of its method columns
     k: int | None = None  # embedding clusters (None: by silhouette)
     targets: int = 1  # how many of the worst cohorts to fine-tune for
     min_speakers: int = 20
@@ -70,6 +74,19 @@ class FisherSettings:
 
 
 @dataclass
+class BaseTrainingSettings:
+    """Train the deployed model here, before the adaptation data existed: on the train speakers outside a
+    seeded ``adaptation_share`` of them (the *adaptation pool*). The audit then runs on the pool (new data,
+    errors the base model never trained on) and the fine-tunings learn from the pool's target-cohort speakers.
+    Disabled, the given ``base_model`` is used and the whole train split is the pool."""
+
+    enabled: bool = False
+    config: str | None = None  # an ASR recipe config, e.g. recipes/asr_baseline/config.toml (None: defaults + overrides)
+    overrides: list[str] = field(default_factory=list)  # --set style, e.g. ["train.max_minutes=30"]
+    adaptation_share: float = 0.5
+
+
+@dataclass
 class FinetuneSettings:
     name: str = "ewc_finetune"
     base_model: str = "runs/asr_baseline/model.safetensors"
@@ -79,6 +96,7 @@ class FinetuneSettings:
     seed: int = 0
     cohorts: CohortSettings = field(default_factory=CohortSettings)
     fisher: FisherSettings = field(default_factory=FisherSettings)
+    base_training: BaseTrainingSettings = field(default_factory=BaseTrainingSettings)
     replay_ratio: float = 0.5  # other cohorts' utterances per target utterance, for the replay variant
     lambdas: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])
     distill_lambda: float = 10.0  # EWC lambda of the ewc_distill variant
@@ -94,7 +112,7 @@ class FinetuneSettings:
     progress: bool = True
 
 
-_NESTED = {"cohorts": CohortSettings, "fisher": FisherSettings}
+_NESTED = {"cohorts": CohortSettings, "fisher": FisherSettings, "base_training": BaseTrainingSettings}
 
 
 def settings_from_dict(tree: dict, source: str = "<dict>") -> FinetuneSettings:
@@ -137,16 +155,44 @@ def variant_specs(settings: FinetuneSettings) -> list[dict]:
 
 
 # -- stages ---------------------------------------------------------------------------------------
-def cached_hypotheses(path: Path, model, data: SplitData, frame: pd.DataFrame, tokenizer, max_frames: int) -> list[str]:
-    """Greedy hypotheses of ``model`` on a split, cached as parquet keyed by utt_id."""
+MODEL_SHA = "model_sha256"
+
+
+def cached_hypotheses(path: Path, model_path: Path, data: SplitData, frame: pd.DataFrame, max_frames: int) -> list[str]:
+    """Greedy hypotheses of the model in ``model_path`` on a split, cached as parquet keyed by utt_id and
+    by the model file's SHA-256 (a retrained model is decoded again)."""
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
     if path.exists():
         cached = pd.read_parquet(path)
-        if cached[schema.UTT_ID].tolist() == frame[schema.UTT_ID].tolist():
+        if cached[schema.UTT_ID].tolist() == frame[schema.UTT_ID].tolist() and MODEL_SHA in cached and (cached[MODEL_SHA] == digest).all():
             return cached[schema.HYPOTHESIS].fillna("").tolist()
+    model, tokenizer, _ = load_trained(model_path)
     hyps, _ = transcribe(model, data, tokenizer, max_frames=max_frames)
     with io.atomic_path(path) as tmp:
-        pd.DataFrame({schema.UTT_ID: frame[schema.UTT_ID].to_numpy(), schema.HYPOTHESIS: hyps}).to_parquet(tmp, index=False)
+        pd.DataFrame({schema.UTT_ID: frame[schema.UTT_ID].to_numpy(), schema.HYPOTHESIS: hyps, MODEL_SHA: digest}).to_parquet(tmp, index=False)
     return hyps
+
+
+def adaptation_pool(train: pd.DataFrame, share: float, seed: int) -> set[str]:
+    """A seeded ``share`` of the train speakers: the data collected after the deployed model was trained."""
+    if not 0 < share < 1:
+        raise ValueError(f"base_training.adaptation_share must be in (0, 1), got {share}")
+    speakers = np.sort(train[schema.SPEAKER_ID].astype(str).unique())
+    picked = bs.stream(seed, "ewc_finetune/adaptation_pool").choice(len(speakers), size=max(1, int(round(share * len(speakers)))), replace=False)
+    return set(speakers[picked])
+
+
+def train_base(settings: FinetuneSettings, out: Path, pool: set[str]) -> Path:
+    """The deployed model, trained on the train speakers outside the adaptation pool (resumes if interrupted)."""
+    from fairspeech.asr.config import load_config
+
+    exp = out / "base"
+    if not (exp / "model.safetensors").exists():
+        config = load_config(settings.base_training.config, settings.base_training.overrides)
+        config.train.seed = settings.seed
+        config.train.progress = settings.progress
+        train(config, exp, hooks=TrainHooks(select_train=lambda rows: ~rows[schema.SPEAKER_ID].astype(str).isin(pool).to_numpy()))
+    return exp / "model.safetensors"
 
 
 def scored_speakers(frame: pd.DataFrame, hyps: Sequence[str], attributes: Sequence[str] = ()) -> pd.DataFrame:
@@ -156,12 +202,14 @@ def scored_speakers(frame: pd.DataFrame, hyps: Sequence[str], attributes: Sequen
 
 
 def discover_cohorts(settings: CohortSettings, seed: int, train_speakers: pd.DataFrame, held_out: dict[str, pd.DataFrame]):
-    """Fit the audit's discovery method on train speakers; return (estimator, {split: cohort label per speaker})."""
+    """Fit the audit's discovery method on train speakers (or rank an audit's given cohorts by their WER);
+    return (estimator, {split: cohort label per speaker})."""
+    from fairspeech.cohorts.assigned import AssignedCohorts
     from fairspeech.cohorts.embedding import EmbeddingKMeans
     from fairspeech.cohorts.geo_tree import GeoClusteringTree
 
     def with_features(speakers: pd.DataFrame) -> pd.DataFrame:
-        if settings.method == "geo":
+        if settings.method != "embedding":
             return speakers
         embeddings = pd.read_parquet(settings.embeddings)
         if schema.SPEAKER_ID not in embeddings.columns:
@@ -172,8 +220,12 @@ def discover_cohorts(settings: CohortSettings, seed: int, train_speakers: pd.Dat
         estimator = EmbeddingKMeans(k=settings.k, min_speakers=settings.min_speakers, seed=seed)
     elif settings.method == "geo":
         estimator = GeoClusteringTree(min_speakers=settings.min_speakers, seed=seed)
+    elif settings.method == "assigned":
+        if not settings.assignments:
+            raise ValueError("cohorts.method 'assigned' needs cohorts.assignments: the cohorts.parquet of an audit")
+        estimator = AssignedCohorts(settings.assignments, settings.column, min_speakers=settings.min_speakers)
     else:
-        raise ValueError(f"cohorts.method must be 'embedding' or 'geo', got {settings.method!r}")
+        raise ValueError(f"cohorts.method must be 'embedding', 'geo' or 'assigned', got {settings.method!r}")
     estimator.fit(with_features(train_speakers))
     labels = {"train": estimator.labels_}
     labels.update({split: estimator.predict(with_features(speakers)) for split, speakers in held_out.items()})
@@ -232,28 +284,42 @@ def sum_regularizers(*hooks):
 # -- the comparison -------------------------------------------------------------------------------
 def run_comparison(settings: FinetuneSettings) -> dict:
     started = time.perf_counter()
-    torch.set_num_threads(1)
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.write_json(out / "settings.json", dataclasses.asdict(settings))
-    base, tokenizer, base_config = load_trained(settings.base_model)
+    timings = {}
+
+    # 0. the deployed model: given, or trained here without the adaptation pool
+    pool = None
+    base_model = Path(settings.base_model)
+    if settings.base_training.enabled:
+        from fairspeech.asr.config import load_config
+
+        data_config = load_config(settings.base_training.config, settings.base_training.overrides).data
+        train_frame = load_splits(data_config.manifest, ["train"], data_config.cache_dir, progress=settings.progress, audio_dir=data_config.audio_dir)["train"][0]
+        pool = adaptation_pool(train_frame, settings.base_training.adaptation_share, settings.seed)
+        base_model = train_base(settings, out, pool)
+    base, tokenizer, base_config = load_trained(base_model)
+    torch.set_num_threads(int(settings.train.get("threads", base_config.train.threads)))  # decoding and Fisher as the fine-tunings
     dc = base_config.data
     splits = ["train", *settings.eval_splits]
     loaded = load_splits(dc.manifest, splits, dc.cache_dir, progress=settings.progress, audio_dir=dc.audio_dir)
     frames = {s: loaded[s][0] for s in splits}
     data = {s: SplitData(loaded[s][1], frames[s][schema.REFERENCE].tolist(), tokenizer) for s in splits}
     max_frames = base_config.eval.max_frames_per_batch
-    timings = {}
+    in_pool = frames["train"][schema.SPEAKER_ID].astype(str).isin(pool).to_numpy() if pool is not None else np.ones(len(frames["train"]), dtype=bool)
 
     # 1. base hypotheses
     t = time.perf_counter()
-    base_hyps = {s: cached_hypotheses(out / f"base_hyps_{s}.parquet", base, data[s], frames[s], tokenizer, max_frames) for s in splits}
+    base_hyps = {s: cached_hypotheses(out / f"base_hyps_{s}.parquet", base_model, data[s], frames[s], max_frames) for s in splits}
     timings["decode_base_s"] = time.perf_counter() - t
 
-    # 2. cohorts from the audit on the train speakers
+    # 2. cohorts from the audit of the adaptation pool's speakers (all train speakers without a pool)
     attributes = ["lat", "lon"] if settings.cohorts.method == "geo" else []
     speakers = {s: scored_speakers(frames[s], base_hyps[s], attributes) for s in splits}
-    estimator, labels = discover_cohorts(settings.cohorts, settings.seed, speakers["train"], {s: speakers[s] for s in settings.eval_splits})
+    pool_speakers = speakers["train"][speakers["train"].index.astype(str).isin(pool)] if pool is not None else speakers["train"]
+    held = {s: speakers[s] for s in settings.eval_splits} | ({"train": speakers["train"]} if pool is not None else {})
+    estimator, labels = discover_cohorts(settings.cohorts, settings.seed, pool_speakers, held)
     ranked = estimator.cohorts_.sort_values("wer", ascending=False, kind="stable")
     eligible = ranked[ranked["speakers"] >= settings.cohorts.min_speakers]
     targets = [int(c) for c in eligible.index[: settings.cohorts.targets]]
@@ -264,14 +330,17 @@ def run_comparison(settings: FinetuneSettings) -> dict:
         codes = frames[s][schema.SPEAKER_ID].map(labels[s])
         frames[s][COHORT] = codes.map(lambda c: pd.NA if pd.isna(c) else f"cohort {int(c)}").astype("string")
         frames[s][GROUP] = np.where(codes.isin(targets).fillna(False).to_numpy(bool), TARGET, REST)
-    target_mask = (frames["train"][GROUP] == TARGET).to_numpy()
+    target_mask = (frames["train"][GROUP] == TARGET).to_numpy() & in_pool  # what the fine-tunings learn from
     cohort_report = {
         "method": settings.cohorts.method,
-        "chosen_on": "train speakers' WER under the base model (the audit's discovery fit); held-out speakers assigned with predict",
+        "chosen_on": ("the adaptation pool's speakers (held out of the base model's training), their WER under the base model"
+                      if pool is not None else "train speakers' WER under the base model") + " (the audit's discovery fit); other speakers assigned with predict",
+        "adaptation_pool": None if pool is None else {"speakers": len(pool), "utterances": int(in_pool.sum()), "share": settings.base_training.adaptation_share},
         "targets": [f"cohort {c}" for c in targets],
         "train_table": {f"cohort {int(c)}": {"description": str(r["description"]), "speakers": int(r["speakers"]), "utterances": int(r["utterances"]),
                                               "wer": float(r["wer"])} for c, r in ranked.iterrows()},
-        "p_value": float(estimator.p_value_),
+        "p_value": plain(estimator.p_value_),  # None for given cohorts (no search to test)
+        "excluded_train_speakers": estimator.excluded_,
         "k": int(getattr(estimator, "k_", len(ranked))),
         "target_train_utterances": int(target_mask.sum()),
         "held_out_speakers": {s: {str(k): int(v) for k, v in labels[s].astype("string").fillna("(none)").value_counts().sort_index().items()}
@@ -314,7 +383,7 @@ def run_comparison(settings: FinetuneSettings) -> dict:
                 if not hasattr(config.train, key):
                     raise KeyError(f"train.{key}: not a [train] setting of the base model's config")
                 setattr(config.train, key, value)
-            config.train.init_from = str(settings.base_model)
+            config.train.init_from = str(base_model)
             config.train.seed = settings.seed
             config.train.dev_every = 0
             config.train.progress = settings.progress
@@ -323,7 +392,7 @@ def run_comparison(settings: FinetuneSettings) -> dict:
             if "ewc" in spec:
                 regularizers.append(ewc.regularizer(spec["ewc"]))
             if spec.get("distill"):
-                old, _, _ = load_trained(settings.base_model)
+                old, _, _ = load_trained(base_model)
                 regularizers.append(FocalDistillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
             hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers) if regularizers else None)
             summary_path = vdir / "train_summary.json"
@@ -336,7 +405,7 @@ def run_comparison(settings: FinetuneSettings) -> dict:
                 record["ewc_distance_from_base"] = float(ewc.distance(model))
             timing_path = vdir / "decode_time.json"  # the decoding's own time, kept for reruns that find the hypotheses cached
             t = time.perf_counter()
-            hyps = {s: cached_hypotheses(vdir / f"hyps_{s}.parquet", model, data[s], frames[s], tokenizer, max_frames) for s in settings.eval_splits}
+            hyps = {s: cached_hypotheses(vdir / f"hyps_{s}.parquet", vdir / "model.safetensors", data[s], frames[s], max_frames) for s in settings.eval_splits}
             if not timing_path.exists():
                 io.write_json(timing_path, {"decode_s": time.perf_counter() - t})
             record["decode_s"] = json.loads(timing_path.read_text())["decode_s"]
@@ -348,7 +417,7 @@ def run_comparison(settings: FinetuneSettings) -> dict:
                   f"overall {100 * test['overall']['wer']:.2f}%, rest word flips {100 * test['groups'][REST]['word_negative_flip_rate']:.2f}%", flush=True)
 
     report = {
-        "name": settings.name, "base_model": settings.base_model, "seed": settings.seed, "settings": dataclasses.asdict(settings),
+        "name": settings.name, "base_model": str(base_model), "base_train": training_record(base_model.parent), "seed": settings.seed, "settings": dataclasses.asdict(settings),
         "cohorts": cohort_report, "fisher": ewc.meta_, "variants": results,
         "checks": targets_check(results, settings, targets), "timings": timings,
         "wall_minutes": (time.perf_counter() - started) / 60,
