@@ -19,6 +19,7 @@ models and decoded hypotheses are reused, an interrupted training continues from
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -31,6 +32,8 @@ import pandas as pd
 import torch
 
 from fairspeech.asr import checkpoint as ckpt
+from fairspeech.asr.config import load_config
+from fairspeech.asr.train import TrainHooks, train, training_record
 from fairspeech.data import schema
 from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
 from fairspeech.updates import format as fmt
@@ -125,15 +128,17 @@ class Experiment:
 
     def _hyps(self, tag: str, model_path: Path) -> tuple[list[str], float]:
         cache = self.out / "hyps" / f"{tag}.json"
+        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
         if cache.exists():
             stored = json.loads(cache.read_text(encoding="utf-8"))
-            return stored["hyps"], stored["seconds"]
+            if stored.get("model_sha256") == digest:  # hypotheses of exactly this model file
+                return stored["hyps"], stored["seconds"]
         started = time.perf_counter()
         frame, hyps = decode_splits(model_path, self.eval_splits)
         if list(frame[schema.UTT_ID]) != list(self.eval_frame[schema.UTT_ID]):
             raise RuntimeError(f"{model_path}: decoded utterances differ from the evaluation rows")
         seconds = time.perf_counter() - started
-        io.write_json(cache, {"model": str(model_path), "hyps": hyps, "seconds": seconds})
+        io.write_json(cache, {"model": str(model_path), "model_sha256": digest, "hyps": hyps, "seconds": seconds})
         return hyps, seconds
 
     def _update(self, tag: str, kind: str, density: float, base: Path, k: int, wanted: set[str] | None = None, overrides: list[str] = ()) -> dict:
@@ -175,6 +180,18 @@ class Experiment:
                        "versus_previous": table_records(table)})
         return hyps
 
+    def _deployed(self, deployed: dict) -> Path:
+        """The model on devices before the updates: trained from scratch (the baseline recipe's config) on the
+        train utterances that carry none of the updates' names, so every update teaches names it never heard."""
+        exp = Path(deployed["exp_dir"])
+        model_path = exp / "model.safetensors"
+        if not model_path.exists():
+            config = load_config(deployed.get("config"), deployed.get("overrides", []))
+            config.train.seed = self.seed
+            unnamed = set(self.train.loc[self.train["name"].map(self.assigned).isna(), schema.UTT_ID])
+            train(config, exp, hooks=TrainHooks(select_train=lambda rows: rows[schema.UTT_ID].isin(unnamed).to_numpy()))
+        return model_path
+
     # -- the run -----------------------------------------------------------------------------------
     def run(self) -> dict:
         s = self.settings["experiment"]
@@ -182,12 +199,13 @@ class Experiment:
         self.overrides = [f"train.{key}={json.dumps(value)}" for key, value in self.settings.get("train", {}).items()]
         self.gate = RegressionGate(**self.settings.get("gate", {}))
         self.eval_splits = list(s["eval_splits"])
-        base = Path(s["base"])
-        config = ckpt.load_weights(base)[1]["config"]
-        manifest = pd.read_parquet(config["data"]["manifest"])
+        deployed = self.settings.get("deployed")
+        data = (load_config(deployed.get("config"), deployed.get("overrides", [])).to_dict() if deployed else ckpt.load_weights(s["base"])[1]["config"])["data"]
+        manifest = pd.read_parquet(data["manifest"])
         manifest["name"] = [name_of(r, t) for r, t in zip(manifest[schema.REFERENCE], manifest["sentence_template"])]
-        self.train = manifest[manifest[schema.SPLIT] == config["data"]["train_split"]]
+        self.train = manifest[manifest[schema.SPLIT] == data["train_split"]]
         self.assigned = deal_names(self.train, s["updates"], self.seed)
+        base = self._deployed(deployed) if deployed else Path(s["base"])
         started = time.perf_counter()
         # The evaluation rows: the held-out speakers' utterances, in decoding order, with the update each name belongs to.
         self.eval_frame = manifest[manifest[schema.SPLIT].isin(self.eval_splits)].copy()
@@ -198,6 +216,7 @@ class Experiment:
         base_hyps, base_seconds = self._hyps("base", base)
         results = {
             "recipe": "neural_diff", "seed": self.seed, "settings": self.settings, "base_model": str(base),
+            "base_train": training_record(base.parent),
             "base_sizes": fmt.compressed_sizes(base),
             "eval": {"splits": self.eval_splits, "utterances": len(self.eval_frame), "speakers": int(self.eval_frame[schema.SPEAKER_ID].nunique()),
                      "base_decode_seconds": base_seconds},
@@ -286,7 +305,9 @@ def summarize(results: dict) -> dict:
 
 def load_settings(path: str | Path) -> dict:
     settings = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    for key in ("base", "out_dir", "results", "updates", "replay_ratio", "eval_splits", "by", "n_boot", "chain_density",
+    if "base" not in settings.get("experiment", {}) and "deployed" not in settings:
+        raise KeyError(f"{path}: needs [experiment] base (a deployed model) or a [deployed] section to train one")
+    for key in ("out_dir", "results", "updates", "replay_ratio", "eval_splits", "by", "n_boot", "chain_density",
                 "single_density", "chain_methods", "single_methods", "value_dtype"):
         if key not in settings.get("experiment", {}):
             raise KeyError(f"{path}: [experiment] needs {key!r}")

@@ -1,0 +1,67 @@
+"""The neural-diff experiment driver end to end on the tone corpus: the deployed model is trained without the
+updates' names, each update is trained full / sparse / hashed from its own chain's previous model, every diff
+applied to its base gives the trained model, and a rerun reuses everything."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from fairspeech.asr.synthetic import make_tone_corpus, tiny_overrides
+from fairspeech.updates import chain
+
+NAMED = {"bad", "cab", "ace", "bed"}  # the tone corpus's "names": these first words
+
+
+@pytest.fixture()
+def corpus(tmp_path, monkeypatch):
+    manifest = make_tone_corpus(tmp_path / "tones", n_speakers=8, utterances_per_speaker=6)
+    frame = pd.read_parquet(manifest).assign(sentence_template="named")
+    frame.to_parquet(manifest, index=False)
+    monkeypatch.setattr(chain, "name_of", lambda reference, template: reference.split()[0] if reference.split()[0] in NAMED else None)
+    return tmp_path, manifest
+
+
+def _settings(root, manifest):
+    return {
+        "deployed": {"exp_dir": str(root / "deployed"), "overrides": tiny_overrides(manifest, root / "feats", epochs=2)},
+        "experiment": {"out_dir": str(root / "nd"), "results": str(root / "nd" / "results.json"), "updates": 2, "replay_ratio": 0.5,
+                       "eval_splits": ["dev", "test"], "by": ["voice_family"], "n_boot": 20, "chain_methods": ["full", "sparse", "hashed"],
+                       "chain_density": 0.2, "single_methods": ["sparse"], "single_density": 0.05, "value_dtype": "float16"},
+        "train": {"epochs": 1, "lr": 0.003, "warmup_steps": 1, "threads": 1, "progress": False},
+        "sparse": {"prune_start": 0.1, "prune_end": 0.7, "prune_every": 1},
+        "gate": {"max_wer_increase": 0.0, "min_speakers": 1},
+    }
+
+
+def test_chain_trains_the_deployed_model_without_names_then_each_update(corpus):
+    root, manifest = corpus
+    results = chain.Experiment(_settings(root, manifest), seed=0).run()
+    frame = pd.read_parquet(manifest)
+    train_rows = frame[frame.split == "train"]
+    unnamed = int((~train_rows.reference.str.split().str[0].isin(NAMED)).sum())
+    assert results["base_train"]["train_utterances"] == unnamed  # no utterance with a name reached the deployed model
+    assert sorted(n for names in results["names"]["names_per_update"].values() for n in names) == sorted(
+        NAMED & set(train_rows.reference.str.split().str[0]))
+    methods = [(r["update"], r["method"]) for r in results["chain"]]
+    assert methods == [(k, m) for k in (1, 2) for m in ("full", "sparse", "hashed")]
+    for record in results["chain"] + results["single_update"]:
+        if record["method"] != "full":
+            assert record["applied_equals_trained"] and "wer_relative_to_full" in record
+            assert record["sizes"]["shipped"]["disk"] < record["sizes"]["model"]["disk"]
+    update2_sparse = next(r for r in results["chain"] if r["update"] == 2 and r["method"] == "sparse")
+    assert update2_sparse["base"].endswith("sparse/update1/model.safetensors")  # chained on its own previous model
+    assert json.loads((root / "nd" / "results.json").read_text())["summary"]["chain"].keys() == {"full", "sparse", "hashed"}
+
+    deployed = root / "deployed" / "model.safetensors"
+    before = (deployed.stat().st_mtime_ns, (root / "nd" / "sparse" / "update2" / "model.safetensors").stat().st_mtime_ns)
+    again = chain.Experiment(_settings(root, manifest), seed=0).run()
+    assert (deployed.stat().st_mtime_ns, (root / "nd" / "sparse" / "update2" / "model.safetensors").stat().st_mtime_ns) == before
+    assert [r["wer"] for r in again["chain"]] == [r["wer"] for r in results["chain"]]
+
+
+def test_settings_need_a_deployed_model(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[experiment]\nout_dir = "x"\n')
+    with pytest.raises(KeyError, match=r"needs \[experiment\] base .* or a \[deployed\] section"):
+        chain.load_settings(path)
