@@ -69,3 +69,53 @@ def test_cli_trains_evaluates_and_skips_done_work(corpus, tmp_path, capsys):
     assert cli.main(argv) == 0  # finished: no new steps, evaluation reused
     assert (out / "eval.json").stat().st_mtime_ns == stamp
     assert "EER" in capsys.readouterr().out
+
+
+def _rank_main(rank, world, port, corpus, root):
+    """One torchrun-like rank: train 8 ARW steps, record the learner's and adversaries' parameters after each step.
+    (Batch-norm running statistics are each rank's own until DDP broadcasts rank 0's at the next forward; rank 0 saves.)"""
+    import hashlib
+    import os
+
+    import torch
+
+    from fairspeech.verification import train as train_module
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    captured = {}
+    original = train_module.training_step
+
+    def step_and_record(learner, state, *args, **kwargs):
+        record = original(learner, state, *args, **kwargs)
+        digest = hashlib.sha256()
+        for module in (state.learner, state.sample_adversary, state.pair_adversary):
+            for name, value in sorted(module.named_parameters()):
+                digest.update(name.encode() + value.detach().contiguous().numpy().tobytes())
+        captured["digest"] = digest.hexdigest()
+        return record
+
+    train_module.training_step = step_and_record
+    summary = train(load_config(None, tiny(corpus, f"{root}/f", "arw.enabled=true")), f"{root}/exp")
+    with open(f"{root}/rank{rank}.txt", "w") as handle:
+        handle.write(f"{captured['digest']} {summary['steps']} {summary['world_size']}")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_ranks_hold_identical_weights(corpus, tmp_path):
+    """Under torchrun (2 CPU processes, gloo) each rank takes half of every batch's speakers; DDP and the
+    adversary's all-reduce keep the learner and the adversaries identical on both ranks."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from fairspeech.asr.data import load_splits
+
+    load_splits(corpus, ["train"], tmp_path / "f", progress=False)  # the feature cache, built once before the ranks read it
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_rank_main, args=(2, port, str(corpus), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in range(2))
+    assert rank0[2] == rank1[2] == "2" and rank0[1] == rank1[1] == "8"
+    assert rank0[0] == rank1[0]
+    assert (tmp_path / "exp" / "model.safetensors").exists()
