@@ -26,7 +26,7 @@ def host_table() -> pd.DataFrame:
 
 def test_prediction_on_training_shapes_is_close(host_table):
     dense = host_table[host_table["kind"].isin(["linear", "attention"]) & (host_table["median_s"] > 2e-5)]
-    model = LatencyModel.fit(dense, load_profile("cpu_host"), trees=30)
+    model = LatencyModel.fit(dense, load_profile("cpu_host"), iterations=60)
     sample = dense.sample(20, random_state=0)
     calls = [call_from_json(c) for c in sample["call"]]
     predicted = np.array([model.predict_operators([c], ctx)[0] for c, ctx in zip(calls, sample["context_bytes"])])
@@ -36,7 +36,7 @@ def test_prediction_on_training_shapes_is_close(host_table):
 
 
 def test_bigger_operators_are_predicted_slower(host_table):
-    model = LatencyModel.fit(host_table[host_table["kind"] == "linear"], load_profile("cpu_host"), trees=30)
+    model = LatencyModel.fit(host_table[host_table["kind"] == "linear"], load_profile("cpu_host"), iterations=60)
     small, large = (call_from_json(host_table[host_table["kind"] == "linear"].sort_values("flops")["call"].iloc[i]) for i in (0, -1))
     assert model.predict_operators([large], 1e6)[0] > 10 * model.predict_operators([small], 1e6)[0]
 
