@@ -152,3 +152,12 @@ def test_base_trained_without_the_adaptation_pool(base, tmp_path):
     assert report["base_train"]["train_utterances"] == (frame.split == "train").sum() - pool["utterances"]
     assert 0 < report["variants"]["finetune"]["train"]["train_utterances"] <= pool["utterances"]
     assert report["variants"]["finetune"]["train"]["train_utterances"] == report["cohorts"]["target_train_utterances"]
+
+
+def test_changed_settings_retrain_the_variant(base):
+    """A rerun with other training settings must not reuse the old variant's model (nor its checkpoints)."""
+    overrides = _overrides(base, "changed") + ['variants=["none", "finetune"]']
+    first = finetune.run_comparison(finetune.load_settings(None, overrides, seed=0))
+    again = finetune.run_comparison(finetune.load_settings(None, overrides + ["train.epochs=5"], seed=0))
+    assert first["variants"]["finetune"]["train"]["epochs_completed"] == 3
+    assert again["variants"]["finetune"]["train"]["epochs_completed"] == 5

@@ -65,3 +65,14 @@ def test_settings_need_a_deployed_model(tmp_path):
     path.write_text('[experiment]\nout_dir = "x"\n')
     with pytest.raises(KeyError, match=r"needs \[experiment\] base .* or a \[deployed\] section"):
         chain.load_settings(path)
+
+
+def test_changed_settings_retrain_the_updates(corpus):
+    root, manifest = corpus
+    settings = _settings(root, manifest)
+    settings["experiment"].update(chain_methods=["full", "sparse"], single_methods=[])
+    first = chain.Experiment(settings, seed=0).run()
+    settings["train"]["epochs"] = 2
+    again = chain.Experiment(settings, seed=0).run()
+    steps = lambda results: [r["train"]["steps"] for r in results["chain"]]  # noqa: E731
+    assert all(b == 2 * a for a, b in zip(steps(first), steps(again)))

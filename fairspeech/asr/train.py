@@ -16,8 +16,10 @@ through :class:`TrainHooks` rather than copying it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +248,28 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     if main_rank:
         io.write_json(exp_dir / "train_summary.json", summary)
     return summary
+
+
+FINGERPRINT = "fingerprint.json"
+
+
+def reuse_or_reset(exp_dir: str | Path, fingerprint: dict, outputs: Sequence[str]) -> bool:
+    """True when ``exp_dir`` holds every one of ``outputs`` from a run with exactly this ``fingerprint``
+    (what the run depends on: settings, data, the model it starts from). Otherwise a folder left by a
+    run of other (or unrecorded) settings is removed, the fingerprint recorded, and False returned:
+    train, and an interrupted run of these settings resumes from its own checkpoints."""
+    exp_dir = Path(exp_dir)
+    marker = exp_dir / FINGERPRINT
+    if exp_dir.exists() and (not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) != json.loads(json.dumps(fingerprint))):
+        shutil.rmtree(exp_dir)
+    if all((exp_dir / name).exists() for name in outputs):
+        return True
+    io.write_json(marker, fingerprint)
+    return False
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def training_record(exp_dir: str | Path) -> dict | None:

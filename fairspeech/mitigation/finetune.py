@@ -39,7 +39,7 @@ import torch
 from fairspeech.asr.config import dict_to_config
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.evaluate import load_trained, transcribe
-from fairspeech.asr.train import TrainHooks, train, training_record
+from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, train, training_record
 from fairspeech.cohorts.base import plain
 from fairspeech.data import schema
 from fairspeech.data.speakers import speaker_table
@@ -161,7 +161,7 @@ MODEL_SHA = "model_sha256"
 def cached_hypotheses(path: Path, model_path: Path, data: SplitData, frame: pd.DataFrame, max_frames: int) -> list[str]:
     """Greedy hypotheses of the model in ``model_path`` on a split, cached as parquet keyed by utt_id and
     by the model file's SHA-256 (a retrained model is decoded again)."""
-    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    digest = file_sha256(model_path)
     if path.exists():
         cached = pd.read_parquet(path)
         if cached[schema.UTT_ID].tolist() == frame[schema.UTT_ID].tolist() and MODEL_SHA in cached and (cached[MODEL_SHA] == digest).all():
@@ -187,10 +187,11 @@ def train_base(settings: FinetuneSettings, out: Path, pool: set[str]) -> Path:
     from fairspeech.asr.config import load_config
 
     exp = out / "base"
-    if not (exp / "model.safetensors").exists():
-        config = load_config(settings.base_training.config, settings.base_training.overrides)
-        config.train.seed = settings.seed
-        config.train.progress = settings.progress
+    config = load_config(settings.base_training.config, settings.base_training.overrides)
+    config.train.seed = settings.seed
+    config.train.progress = settings.progress
+    fingerprint = {"config": config.to_dict(), "pool": sorted(pool)}
+    if not reuse_or_reset(exp, fingerprint, ["model.safetensors", "train_summary.json"]):
         train(config, exp, hooks=TrainHooks(select_train=lambda rows: ~rows[schema.SPEAKER_ID].astype(str).isin(pool).to_numpy()))
     return exp / "model.safetensors"
 
@@ -269,6 +270,16 @@ def split_figures(frame: pd.DataFrame, base_hyps: Sequence[str], hyps: Sequence[
     }
 
 
+def variant_fingerprint(spec: dict, settings: FinetuneSettings, base_digest: str, mask: np.ndarray, fisher_meta: dict | None) -> dict:
+    """What a variant's training depends on; a rerun whose fingerprint differs retrains it from scratch."""
+    return {
+        "spec": spec, "train": settings.train, "seed": settings.seed, "base_model_sha256": base_digest,
+        "train_rows_sha256": hashlib.sha256(np.packbits(mask.astype(bool)).tobytes()).hexdigest(),
+        "distill": {k: getattr(settings, f"distill_{k}") for k in ("weight", "alpha", "beta", "focus")} if spec.get("distill") else None,
+        "fisher": {k: fisher_meta.get(k) for k in ("kind", "utterances", "normalize", "seed", "n_samples")} if fisher_meta else None,
+    }
+
+
 def sum_regularizers(*hooks):
     """One ``TrainHooks.regularizer`` adding several (losses summed, stats merged)."""
     def combined(model, batch, output):
@@ -300,6 +311,7 @@ def run_comparison(settings: FinetuneSettings) -> dict:
         pool = adaptation_pool(train_frame, settings.base_training.adaptation_share, settings.seed)
         base_model = train_base(settings, out, pool)
     base, tokenizer, base_config = load_trained(base_model)
+    base_digest = file_sha256(base_model)
     torch.set_num_threads(int(settings.train.get("threads", base_config.train.threads)))  # decoding and Fisher as the fine-tunings
     dc = base_config.data
     splits = ["train", *settings.eval_splits]
@@ -350,7 +362,8 @@ def run_comparison(settings: FinetuneSettings) -> dict:
     # 3. Fisher of the base model on the whole population
     t = time.perf_counter()
     fisher_path = out / "fisher.safetensors"
-    fisher_meta = {"kind": settings.fisher.kind, "utterances": settings.fisher.utterances, "normalize": settings.fisher.normalize, "seed": settings.seed}
+    fisher_meta = {"kind": settings.fisher.kind, "utterances": settings.fisher.utterances, "normalize": settings.fisher.normalize, "seed": settings.seed,
+                   "base_model_sha256": base_digest}
     ewc = None
     if fisher_path.exists():
         ewc = OnlineEWC.load(fisher_path)
@@ -396,7 +409,8 @@ def run_comparison(settings: FinetuneSettings) -> dict:
                 regularizers.append(FocalDistillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
             hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers) if regularizers else None)
             summary_path = vdir / "train_summary.json"
-            if not (vdir / "model.safetensors").exists() or not summary_path.exists():
+            fingerprint = variant_fingerprint(spec, settings, base_digest, mask, ewc.meta_ if "ewc" in spec else None)
+            if not reuse_or_reset(vdir, fingerprint, ["model.safetensors", "train_summary.json"]):
                 train(config, vdir, hooks=hooks)
             summary = json.loads(summary_path.read_text())
             model, _, _ = load_trained(vdir / "model.safetensors")

@@ -33,7 +33,7 @@ import torch
 
 from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import load_config
-from fairspeech.asr.train import TrainHooks, train, training_record
+from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, train, training_record
 from fairspeech.data import schema
 from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
 from fairspeech.updates import format as fmt
@@ -128,7 +128,7 @@ class Experiment:
 
     def _hyps(self, tag: str, model_path: Path) -> tuple[list[str], float]:
         cache = self.out / "hyps" / f"{tag}.json"
-        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        digest = file_sha256(model_path)
         if cache.exists():
             stored = json.loads(cache.read_text(encoding="utf-8"))
             if stored.get("model_sha256") == digest:  # hypotheses of exactly this model file
@@ -146,9 +146,14 @@ class Experiment:
         model_path, diff_path = exp / "model.safetensors", exp / DIFF_FILE
         trainer = self._trainer(kind, density)
         summary_path = exp / "train_summary.json"
-        if not (model_path.exists() and summary_path.exists() and (trainer is None or diff_path.exists())):
-            if wanted is None:
-                wanted = selection(self.train, self.assigned, k, self.settings["experiment"]["replay_ratio"], self.seed)
+        if wanted is None:
+            wanted = selection(self.train, self.assigned, k, self.settings["experiment"]["replay_ratio"], self.seed)
+        # What this update depends on: a rerun with other settings, data or base retrains it from scratch.
+        fingerprint = {"kind": kind, "density": density, "trainer": vars(trainer) if trainer else None, "seed": self.seed,
+                       "overrides": [*self.overrides, *overrides], "base_sha256": file_sha256(base),
+                       "utterances": hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()}
+        outputs = ["model.safetensors", "train_summary.json"] + ([DIFF_FILE] if trainer is not None else [])
+        if not reuse_or_reset(exp, fingerprint, outputs):
             config = update_config(base, [*self.overrides, *overrides], self.seed)
             train_update(config, exp, trainer, lambda rows: rows[schema.UTT_ID].isin(wanted).to_numpy())
             shutil.rmtree(exp / "checkpoints", ignore_errors=True)  # the run is complete; its model and diff are what we keep
@@ -184,13 +189,12 @@ class Experiment:
         """The model on devices before the updates: trained from scratch (the baseline recipe's config) on the
         train utterances that carry none of the updates' names, so every update teaches names it never heard."""
         exp = Path(deployed["exp_dir"])
-        model_path = exp / "model.safetensors"
-        if not model_path.exists():
-            config = load_config(deployed.get("config"), deployed.get("overrides", []))
-            config.train.seed = self.seed
-            unnamed = set(self.train.loc[self.train["name"].map(self.assigned).isna(), schema.UTT_ID])
+        config = load_config(deployed.get("config"), deployed.get("overrides", []))
+        config.train.seed = self.seed
+        unnamed = set(self.train.loc[self.train["name"].map(self.assigned).isna(), schema.UTT_ID])
+        if not reuse_or_reset(exp, {"config": config.to_dict(), "utterances": sorted(unnamed)}, ["model.safetensors", "train_summary.json"]):
             train(config, exp, hooks=TrainHooks(select_train=lambda rows: rows[schema.UTT_ID].isin(unnamed).to_numpy()))
-        return model_path
+        return exp / "model.safetensors"
 
     # -- the run -----------------------------------------------------------------------------------
     def run(self) -> dict:

@@ -2,10 +2,11 @@
 # Compute-amortized variants of the baseline (run recipes/asr_baseline/run.sh first):
 #   0. the control: the baseline fine-tuned on the same schedule without amortization;
 #   1. the amortized branched encoder, evaluated arbitrated, slow branch only and fast branch only;
-#   2. block gating, swept over the compute-penalty weight, with the WER-against-compute plot.
+#   2. block gating, swept over the compute-penalty weight, with the WER-against-compute plot;
+#   3. every model's per-cohort WER joined with its estimated cost on each shipped profile.
 # (run.sh branched / run.sh gating runs one part; they can run side by side)
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
-# if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG).
+# if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG), asr_costs.csv.
 # LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,9 +49,18 @@ python -m fairspeech.asr.results sweep --reference "$EXP/finetuned/eval" "${vari
 cp "$EXP/block_gating_wer_vs_compute.png" benchmarks/results/asr_block_gating_wer_vs_compute.png
 }
 
-case "${1:-all}" in           # run.sh [branched|gating|all]: the two parts are independent
+# 3. One table: each model's per-cohort WER next to its estimated cost on every shipped accelerator profile.
+costs() {
+args=(--variant "baseline=$BASE/eval" --model "baseline=$BASE/model.safetensors"
+      --variant "branched=$EXP/branched/eval" --model "branched=$EXP/branched/model.safetensors")
+for w in $WEIGHTS; do args+=(--variant "gated_w$w=$EXP/gated_$w/eval" --model "gated_w$w=$EXP/gated_$w/model.safetensors"); done
+python -m fairspeech.asr.results costs "${args[@]}" --out benchmarks/results/asr_costs.csv
+}
+
+case "${1:-all}" in           # run.sh [branched|gating|costs|all]: branched and gating are independent
     branched) branched ;;
     gating) gating ;;
-    all) branched; gating ;;
-    *) echo "usage: $0 [branched|gating|all]" >&2; exit 2 ;;
+    costs) costs ;;
+    all) branched; gating; costs ;;
+    *) echo "usage: $0 [branched|gating|costs|all]" >&2; exit 2 ;;
 esac
