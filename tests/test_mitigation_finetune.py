@@ -161,3 +161,36 @@ def test_changed_settings_retrain_the_variant(base):
     again = finetune.run_comparison(finetune.load_settings(None, overrides + ["train.epochs=5"], seed=0))
     assert first["variants"]["finetune"]["train"]["epochs_completed"] == 3
     assert again["variants"]["finetune"]["train"]["epochs_completed"] == 5
+
+
+def _comparison_rank(rank: int, world: int, port: int, root: str) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from pathlib import Path
+
+    report = finetune.run_comparison(finetune.load_settings(None, _overrides(Path(root), out="ddp") + ["lambdas=[1.0]"], seed=0))
+    (Path(root) / f"ddp_rank{rank}.json").write_text(json.dumps(report["variants"], sort_keys=True))
+    torch.distributed.destroy_process_group()
+
+
+def test_comparison_under_two_ranks(base):
+    """What `torchrun --nproc_per_node 2 ... finetune` runs: both ranks train each variant together (its folder
+    reset and recorded once), read what rank 0 wrote, and hold the same report; the result file is written once."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_comparison_rank, args=(2, port, str(base)), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((base / f"ddp_rank{r}.json").read_text()) for r in range(2))
+    for report in (rank0, rank1):  # each rank's own decoding time aside, the reports agree
+        for record in report.values():
+            record.pop("decode_s", None)
+    assert rank0 == rank1
+    written = json.loads((base / "ddp" / "result.json").read_text())["variants"]
+    assert written.keys() == rank0.keys() and written["ewc_1"]["splits"] == rank0["ewc_1"]["splits"]
+    assert json.loads((base / "ddp" / "variants" / "finetune" / "train_summary.json").read_text())["world_size"] == 2

@@ -247,6 +247,7 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     }
     if main_rank:
         io.write_json(exp_dir / "train_summary.json", summary)
+    distributed.barrier()  # every rank returns only once the model and summary are on disk
     return summary
 
 
@@ -260,12 +261,14 @@ def reuse_or_reset(exp_dir: str | Path, fingerprint: dict, outputs: Sequence[str
     train, and an interrupted run of these settings resumes from its own checkpoints."""
     exp_dir = Path(exp_dir)
     marker = exp_dir / FINGERPRINT
-    if exp_dir.exists() and (not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) != json.loads(json.dumps(fingerprint))):
-        shutil.rmtree(exp_dir)
-    if all((exp_dir / name).exists() for name in outputs):
-        return True
-    io.write_json(marker, fingerprint)
-    return False
+    distributed.init_from_env()  # under torchrun rank 0 alone removes and records; the others wait for it
+    if distributed.is_main():
+        if exp_dir.exists() and (not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) != json.loads(json.dumps(fingerprint))):
+            shutil.rmtree(exp_dir)
+        if not all((exp_dir / name).exists() for name in outputs):
+            io.write_json(marker, fingerprint)
+    distributed.barrier()
+    return all((exp_dir / name).exists() for name in outputs)
 
 
 def file_sha256(path: str | Path) -> str:

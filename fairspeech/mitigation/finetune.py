@@ -48,7 +48,7 @@ from fairspeech.metrics.flips import OVERALL, flip_counts, flip_table
 from fairspeech.metrics.wer import alignment_counts
 from fairspeech.mitigation.distill import FocalDistillation, old_model_right
 from fairspeech.mitigation.ewc import DiagonalFisher, OnlineEWC
-from fairspeech.utils import io
+from fairspeech.utils import distributed, io
 
 COHORT = "cohort"
 GROUP = "group"  # "target" or "rest"
@@ -437,9 +437,10 @@ def run_comparison(settings: FinetuneSettings) -> dict:
         "wall_minutes": (time.perf_counter() - started) / 60,
         "threads": torch.get_num_threads(),
     }
-    if settings.plot:
-        plot_sweep(results, settings, targets, settings.plot)
-    io.write_json(settings.result, report)
+    if distributed.is_main():  # under torchrun every rank holds the same report; one writes it
+        if settings.plot:
+            plot_sweep(results, settings, targets, settings.plot)
+        io.write_json(settings.result, report)
     return report
 
 
