@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 . recipes/path.sh
 BASE=${BASE:-runs/asr_baseline}
 EXP=${EXP:-runs/asr_amortized}
+RESULTS=${RESULTS:-benchmarks/results}   # where the result JSON, plot and cost table go
 MCU=mcu_100mflops
 WEIGHTS=${WEIGHTS:-"0.5 1.0 2.0 4.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
@@ -31,11 +32,12 @@ evaluate "$EXP/branched" "$EXP/branched/eval_on_650mflops" --profile single_thre
 python -m fairspeech.asr.results amortized --reference "$EXP/branched/eval_slow_only" \
     --variant branched="$EXP/branched/eval" --variant fast_branch_only="$EXP/branched/eval_fast_only" \
     --variant branched_on_650mflops="$EXP/branched/eval_on_650mflops" --variant baseline="$BASE/eval_$MCU" \
-    --train branched="$EXP/branched" --out benchmarks/results/asr_amortized.json
+    --train branched="$EXP/branched" --out "$RESULTS/asr_amortized.json"
 }
 
 # 2. Block gating against the control fine-tuned on the same schedule.
 gating() {
+evaluate "$BASE" "$BASE/eval"
 train finetune "$EXP/finetuned"
 evaluate "$EXP/finetuned" "$EXP/finetuned/eval"
 variants=(--variant "baseline=$BASE/eval")
@@ -45,16 +47,17 @@ for w in $WEIGHTS; do
     variants+=(--variant "w$w=$EXP/gated_$w/eval" --train "w$w=$EXP/gated_$w")
 done
 python -m fairspeech.asr.results sweep --reference "$EXP/finetuned/eval" "${variants[@]}" \
-    --plot "$EXP/block_gating_wer_vs_compute.png" --out benchmarks/results/asr_block_gating.json
-cp "$EXP/block_gating_wer_vs_compute.png" benchmarks/results/asr_block_gating_wer_vs_compute.png
+    --plot "$EXP/block_gating_wer_vs_compute.png" --out "$RESULTS/asr_block_gating.json"
+cp "$EXP/block_gating_wer_vs_compute.png" "$RESULTS/asr_block_gating_wer_vs_compute.png"
 }
 
 # 3. One table: each model's per-cohort WER next to its estimated cost on every shipped accelerator profile.
 costs() {
+evaluate "$BASE" "$BASE/eval"
 args=(--variant "baseline=$BASE/eval" --model "baseline=$BASE/model.safetensors"
       --variant "branched=$EXP/branched/eval" --model "branched=$EXP/branched/model.safetensors")
 for w in $WEIGHTS; do args+=(--variant "gated_w$w=$EXP/gated_$w/eval" --model "gated_w$w=$EXP/gated_$w/model.safetensors"); done
-python -m fairspeech.asr.results costs "${args[@]}" --out benchmarks/results/asr_costs.csv
+python -m fairspeech.asr.results costs "${args[@]}" --out "$RESULTS/asr_costs.csv"
 }
 
 case "${1:-all}" in           # run.sh [branched|gating|costs|all]: branched and gating are independent
