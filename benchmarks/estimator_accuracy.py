@@ -18,7 +18,8 @@ figure against plain CPU-time medians is reported too. For comparison the same m
 by the roofline of the measured host profile (peak rate and bandwidth only), the fallback for
 profiles without measurements.
 
-Writes benchmarks/results/estimator_accuracy.json.
+Writes benchmarks/results/estimator_accuracy.json (estimator_accuracy_PROFILE.json for another profile,
+e.g. a GPU measured with ``--measure --device cuda --profile gpu_host``).
 """
 
 from __future__ import annotations
@@ -86,13 +87,14 @@ def operator_holdout(operators: pd.DataFrame, profile, fit_names: set[str], seed
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", action="store_true", help="re-measure the host first (about ten minutes)")
-    parser.add_argument("--profile", default="cpu_host")
+    parser.add_argument("--profile", default="cpu_host", help="a measured profile (gpu_host: after calibrate --device cuda)")
+    parser.add_argument("--device", default="cpu", help="the device --measure times (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.measure:
         from fairspeech.hardware.calibrate import CalibrationSettings, calibrate
 
-        calibrate(CalibrationSettings(profile=args.profile), log=lambda m: print(m, file=sys.stderr, flush=True))
+        calibrate(CalibrationSettings(profile=args.profile, device=args.device), log=lambda m: print(m, file=sys.stderr, flush=True))
 
     operators = pd.read_csv(operator_table_path(args.profile))
     models = pd.read_csv(model_table_path(args.profile))
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
         "machine": machine(),
         "models": rows,
     }
-    save("estimator_accuracy", result)
+    save("estimator_accuracy" if args.profile == "cpu_host" else f"estimator_accuracy_{args.profile}", result)
     return 0
 
 

@@ -147,3 +147,29 @@ def test_unknown_suffix(tmp_path):
     path.write_text("x")
     with pytest.raises(ManifestError, match="format"):
         read_manifest(path)
+
+
+def test_directory_of_parquet_partitions_reads_as_one_manifest(tmp_path):
+    """The in-memory engine reads the same partitioned layout as ``--engine dask``; errors name the partition and row."""
+    whole = read_manifest(EXAMPLES / "manifest.parquet").frame
+    source = pd.read_parquet(EXAMPLES / "manifest.parquet")
+    parts = tmp_path / "parts"
+    (parts / "day=2").mkdir(parents=True)
+    source.iloc[::2].to_parquet(parts / "part-0.parquet", index=False)
+    source.iloc[1::2].to_parquet(parts / "day=2" / "part-1.parquet", index=False)
+    partitioned = read_manifest(parts)
+    assert partitioned.format == "parquet"
+    pd.testing.assert_frame_equal(canonical(partitioned.frame), canonical(whole))
+
+    bad = source.iloc[1::2].copy()
+    bad.iloc[2, bad.columns.get_loc("reference")] = ""
+    bad.to_parquet(parts / "day=2" / "part-1.parquet", index=False)
+    with pytest.raises(ManifestError, match="reference") as error:
+        read_manifest(parts)
+    assert error.value.file.endswith("part-1.parquet") and error.value.line == 3
+
+
+def test_directory_that_is_neither_kaldi_nor_parquet(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(ManifestError, match="no 'text' file.*parquet"):
+        read_manifest(tmp_path)

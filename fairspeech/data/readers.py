@@ -74,8 +74,19 @@ def read_jsonl(path: Path) -> pd.DataFrame:
     return frame
 
 
+def parquet_files(path: Path) -> list[Path]:
+    """A Parquet file, or every ``*.parquet`` under a directory (a partitioned data set), in a stable order."""
+    path = Path(path)
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise ManifestError("no .parquet files found", path)
+    return files
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
-    return _tag(pd.read_parquet(path), path, first_line=1)
+    """One Parquet file, or a directory of partitions; rows keep their own file and row number."""
+    frames = [_tag(pd.read_parquet(file), file, first_line=1) for file in parquet_files(path)]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def read_nemo(path: Path) -> pd.DataFrame:
@@ -137,6 +148,10 @@ def read_kaldi(directory: Path, hypothesis_file: Path | None = None) -> pd.DataF
     or ``text.hyp`` file in the directory. Every id in a map must be known: a speaker missing from
     spk2gender or an utterance missing from utt2spk is an error naming the file and line.
     """
+    for required in ("text", "utt2spk"):
+        if not (directory / required).is_file():
+            raise ManifestError(f"no '{required}' file: a directory is read as a Kaldi data dir (text, utt2spk, ...) "
+                               "unless it holds .parquet partitions", directory)
     text = _kaldi_map(directory / "text", schema.REFERENCE, rest_of_line=True)
     frame = pd.DataFrame({schema.UTT_ID: text["key"], schema.REFERENCE: text[schema.REFERENCE]})
     frame[FILE_COL] = str(directory / "text")
@@ -185,8 +200,10 @@ FORMATS = tuple(READERS) + ("kaldi",)
 
 def detect_format(path: Path) -> str:
     """Guess the format from the path (and, for ambiguous suffixes, the first record's fields)."""
-    if path.is_dir():
-        return "kaldi"
+    if path.is_dir():  # a Kaldi data dir, or a directory of Parquet partitions
+        if (path / "text").is_file() or not any(path.rglob("*.parquet")):
+            return "kaldi"
+        return "parquet"
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"

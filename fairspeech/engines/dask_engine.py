@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, score_utterances, summarize
 from fairspeech.data import schema
 from fairspeech.data.manifest import validate
-from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError
+from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError, parquet_files
 from fairspeech.metrics.normalize import TextNormalizer
 
 _SUMMED = [*schema.COUNT_COLUMNS, schema.N_UTTERANCES]
@@ -41,12 +41,8 @@ class Partition:
 
 def list_partitions(path: str | Path) -> list[Partition]:
     """Every row group of every Parquet file under ``path`` (a file or a directory), in a stable order."""
-    path = Path(path)
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    if not files:
-        raise ManifestError("no .parquet files found", path)
     partitions = []
-    for file in files:
+    for file in parquet_files(Path(path)):
         metadata = pq.ParquetFile(file).metadata
         first = 0
         for group in range(metadata.num_row_groups):

@@ -7,6 +7,10 @@
 * ``precisions``: float32, plus bfloat16 / int8 where the CPU has instructions for them.
 
 Rates are taken on the thread's CPU clock (see :mod:`fairspeech.hardware.timing`).
+
+A CUDA device of this host is measured the same way on its own clock (:func:`measure_cuda_profile`):
+peak rate and bandwidth timed with CUDA events, the L2 cache as on-chip memory, and a parallelism
+factor of 8, the matrix-multiply tile NVIDIA's performance guide asks channel counts to be multiples of.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 import torch
 
 from fairspeech.hardware.profile import AcceleratorProfile
-from fairspeech.hardware.timing import measure
+from fairspeech.hardware.timing import THREAD_CLOCK, CudaEventClock, ThreadClock, measure
 
 
 def cpu_flags() -> set[str]:
@@ -70,21 +74,22 @@ def precisions(flags: set[str]) -> list[str]:
     return found
 
 
-def measure_peak_flops(size: int = 1024, repeats: int = 15) -> float:
-    """Best sustained FLOP/s of ``size`` x ``size`` float32 products (several shapes; the best median)."""
+def measure_peak_flops(size: int = 1024, repeats: int = 15, clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> float:
+    """Best sustained FLOP/s of ``size`` x ``size`` float32 products on the clock's device (several
+    shapes; the best median)."""
     best = 0.0
     for n in (size // 2, size, 2 * size):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        seconds = measure(lambda: torch.mm(a, b), repeats, calls=1, warmup=2).median
+        a, b = torch.randn(n, n, device=clock.device), torch.randn(n, n, device=clock.device)
+        seconds = measure(lambda: torch.mm(a, b), repeats, calls=1, warmup=2, clock=clock).median
         best = max(best, 2 * n**3 / seconds)
     return best
 
 
-def measure_memory_bandwidth(megabytes: int = 256, repeats: int = 9) -> float:
-    """Bytes per second of a large copy (read once, written once)."""
-    src = torch.empty(megabytes * 1024**2 // 4).normal_()
+def measure_memory_bandwidth(megabytes: int = 256, repeats: int = 9, clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> float:
+    """Bytes per second of a large copy (read once, written once) on the clock's device."""
+    src = torch.empty(megabytes * 1024**2 // 4, device=clock.device).normal_()
     dst = torch.empty_like(src)
-    seconds = measure(lambda: dst.copy_(src), repeats, calls=1, warmup=1).median
+    seconds = measure(lambda: dst.copy_(src), repeats, calls=1, warmup=1, clock=clock).median
     return 2 * src.numel() * 4 / seconds
 
 
@@ -106,6 +111,21 @@ def measure_host_profile(name: str = "cpu_host") -> AcceleratorProfile:
         torch.set_num_threads(threads)
 
 
+def measure_cuda_profile(name: str, clock: CudaEventClock) -> AcceleratorProfile:
+    """A CUDA device of this host as a profile, float32 as the harness times it."""
+    props = torch.cuda.get_device_properties(clock.device)
+    precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["int8"]
+    return AcceleratorProfile(
+        name=name,
+        peak_flops=measure_peak_flops(size=4096, clock=clock),
+        parallelism=8,
+        memory_bandwidth=measure_memory_bandwidth(megabytes=1024, clock=clock),
+        onchip_memory=int(getattr(props, "L2_cache_size", 0)) or None,
+        precisions=tuple(precisions),
+        description=f"{props.name} ({props.multi_processor_count} SMs), CUDA events; measured with fairspeech.hardware.host",
+    )
+
+
 def profile_toml(profile: AcceleratorProfile, note: str = "") -> str:
     """The profile as a TOML file (the format :func:`fairspeech.hardware.profile.load_profile` reads)."""
     lines = [f"# {line}" for line in note.splitlines()] if note else []
@@ -114,8 +134,12 @@ def profile_toml(profile: AcceleratorProfile, note: str = "") -> str:
         f'description = "{profile.description}"',
         f"peak_flops = {profile.peak_flops:.4g}          # FLOP/s",
         f"parallelism = {profile.parallelism}             # multiply-accumulates issued side by side",
-        f"memory_bandwidth = {profile.memory_bandwidth:.4g}    # bytes/s",
-        f"onchip_memory = {profile.onchip_memory}       # bytes",
+    ]
+    if profile.memory_bandwidth is not None:
+        lines.append(f"memory_bandwidth = {profile.memory_bandwidth:.4g}    # bytes/s")
+    if profile.onchip_memory is not None:
+        lines.append(f"onchip_memory = {profile.onchip_memory}       # bytes")
+    lines += [
         "precisions = [" + ", ".join(f'"{p}"' for p in profile.precisions) + "]",
     ]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,8 @@ operator alone, call after call, would find its weights and inputs in cache ever
 model the other layers have evicted them, and on this CPU the isolated timings came out 1.3-1.8x
 below the model's. In context, the operators' times add up to most of the model's, the rest being
 Python's own work between operators (module calls, argument parsing), which the estimator's
-composition step accounts for.
+composition step accounts for. On a CUDA device, :class:`CudaOperatorClock` records events around each
+call instead and the device's time between them is the operator's (see :mod:`fairspeech.hardware.timing`).
 
 Each timed pass is one *round*; many rounds give each signature (operator + shapes + arguments)
 many samples. Every round, and every whole-model timing, is paired with a run of the reference
@@ -36,31 +37,23 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fairspeech.hardware.graph import ModelGraph, OperatorRecorder, parameter_pointers
 from fairspeech.hardware.operators import OpCall, TensorInfo, describe
-from fairspeech.hardware.timing import Samples, measure
+from fairspeech.hardware.timing import THREAD_CLOCK, CudaEventClock, Samples, ThreadClock, measure
 
 MEASUREMENTS_DIR = Path(__file__).resolve().parent / "measurements"
 OPERATOR_COLUMNS = ["op", "kind", "source", "context_bytes", "occurrences", "flops", "bytes_in", "bytes_out",
                     "median_s", "iqr_s", "ratio_median", "ratio_iqr", "raw_median_s", "wall_median_s", "samples", "call"]
 
 
-def clock_overhead_s(reads: int = 2000) -> float:
-    """CPU time one pair of clock reads adds to a timed interval (a system call each, ~0.4 us here)."""
-    gaps = []
-    for _ in range(reads):
-        a = time.thread_time_ns()
-        b = time.thread_time_ns()
-        gaps.append(b - a)
-    return float(np.median(gaps)) * 1e-9
-
-
 class ReferenceProbe:
-    """The reference workload (:data:`fairspeech.hardware.zoo.REFERENCE`), timed on demand; keeps every timing."""
+    """The reference workload (:data:`fairspeech.hardware.zoo.REFERENCE`) on the clock's device, timed on
+    demand; keeps every timing."""
 
-    def __init__(self):
+    def __init__(self, clock: ThreadClock | CudaEventClock = THREAD_CLOCK):
         from fairspeech.hardware import zoo
 
-        self.model = zoo.build(zoo.REFERENCE)
-        self.inputs = zoo.example_input(zoo.REFERENCE.seconds)
+        self.clock = clock
+        self.model = zoo.build(zoo.REFERENCE).to(clock.device)
+        self.inputs = tuple(t.to(clock.device) for t in zoo.example_input(zoo.REFERENCE.seconds))
         self.times: list[float] = []
         with torch.inference_mode():
             for _ in range(3):
@@ -68,9 +61,7 @@ class ReferenceProbe:
 
     def __call__(self) -> float:
         with torch.inference_mode():
-            start = time.thread_time_ns()
-            self.model(*self.inputs)
-            seconds = (time.thread_time_ns() - start) * 1e-9
+            seconds, _ = self.clock.interval(lambda: self.model(*self.inputs))
         self.times.append(seconds)
         return seconds
 
@@ -102,6 +93,37 @@ class OperatorClock(TorchDispatchMode):
         self.wall_ns.append(wall1 - wall0)
         return out
 
+    def finish(self) -> None:
+        """Called after the pass; the times are final already."""
+
+
+class CudaOperatorClock(OperatorClock):
+    """Records a pair of CUDA events around every operator call; :meth:`finish` waits for the device and
+    reads the kernels' time between them (``cpu_ns`` then holds device nanoseconds, ``wall_ns`` the
+    host's launch time)."""
+
+    def __init__(self):
+        super().__init__()
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        wall0 = time.perf_counter_ns()
+        start.record()
+        out = func(*args, **(kwargs or {}))
+        end.record()
+        self.wall_ns.append(time.perf_counter_ns() - wall0)
+        self._events.append((start, end))
+        return out
+
+    def finish(self) -> None:
+        torch.cuda.synchronize()
+        self.cpu_ns = [int(start.elapsed_time(end) * 1e6) for start, end in self._events]
+
+
+def operator_clock(clock: ThreadClock | CudaEventClock) -> OperatorClock:
+    return CudaOperatorClock() if isinstance(clock, CudaEventClock) else OperatorClock()
+
 
 @dataclass
 class OperatorTimings:
@@ -114,9 +136,10 @@ class OperatorTimings:
 
 
 def measure_operators(run: Callable[[], object], param_ptrs: set[int], rounds: int, probe: ReferenceProbe,
-                      between_rounds: Callable[[], None] | None = None, warmup: int = 1) -> OperatorTimings:
-    """Record the operators ``run()`` executes, then time each in context over ``rounds`` passes
-    (after ``warmup`` untimed ones), each pass between two runs of ``probe``; ``between_rounds``
+                      between_rounds: Callable[[], None] | None = None, warmup: int = 1,
+                      clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> OperatorTimings:
+    """Record the operators ``run()`` executes, then time each in context on ``clock`` over ``rounds``
+    passes (after ``warmup`` untimed ones), each pass between two runs of ``probe``; ``between_rounds``
     runs between passes (whole-model timings, for interleaving)."""
     with torch.inference_mode():
         for _ in range(warmup):
@@ -125,17 +148,18 @@ def measure_operators(run: Callable[[], object], param_ptrs: set[int], rounds: i
     with torch.inference_mode(), recorder:
         run()
     calls = recorder.calls
-    overhead = clock_overhead_s()
+    overhead = clock.overhead_s()
     samples: dict[str, Samples] = {}
     for _ in range(rounds):
         before = probe()
-        clock = OperatorClock()
-        with torch.inference_mode(), clock:
+        timer = operator_clock(clock)
+        with torch.inference_mode(), timer:
             run()
+        timer.finish()
         reference = (before + probe()) / 2
-        if len(clock.cpu_ns) != len(calls):
-            raise RuntimeError(f"the pass ran {len(clock.cpu_ns)} operators, the recorded one {len(calls)}: not deterministic")
-        for call, cpu, wall in zip(calls, clock.cpu_ns, clock.wall_ns):
+        if len(timer.cpu_ns) != len(calls):
+            raise RuntimeError(f"the pass ran {len(timer.cpu_ns)} operators, the recorded one {len(calls)}: not deterministic")
+        for call, cpu, wall in zip(calls, timer.cpu_ns, timer.wall_ns):
             s = samples.setdefault(call.signature, Samples())
             s.cpu.append(max(0.0, cpu * 1e-9 - overhead))
             s.wall.append(wall * 1e-9)
@@ -179,28 +203,30 @@ def context_bytes(graph: ModelGraph) -> int:
     return graph.param_bytes + graph.peak_activation_bytes()
 
 
-def measure_model(model: torch.nn.Module, inputs: Sequence, probe: ReferenceProbe, repeats: int = 20, warmup: int = 2) -> Samples:
-    """Whole forward passes of ``model(*inputs)`` under inference mode, each followed by a probe run."""
+def measure_model(model: torch.nn.Module, inputs: Sequence, probe: ReferenceProbe, repeats: int = 20, warmup: int = 2,
+                  clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> Samples:
+    """Whole forward passes of ``model(*inputs)`` under inference mode on ``clock``, each followed by a probe run."""
     samples = Samples()
     with torch.inference_mode():
         for _ in range(warmup):
             model(*inputs)
         for _ in range(repeats):
-            one = measure(lambda: model(*inputs), repeats=1, calls=1, warmup=0)
+            one = measure(lambda: model(*inputs), repeats=1, calls=1, warmup=0, clock=clock)
             samples.extend(one)
             samples.reference.append(probe())
     return samples
 
 
 def measure_model_and_operators(model: torch.nn.Module, inputs: Sequence, probe: ReferenceProbe, rounds: int = 9,
-                                model_repeats_per_round: int = 3) -> tuple[Samples, OperatorTimings]:
+                                model_repeats_per_round: int = 3,
+                                clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> tuple[Samples, OperatorTimings]:
     """Whole-model timings interleaved with rounds of in-context operator timings of the same pass."""
-    model_samples = measure_model(model, inputs, probe, repeats=model_repeats_per_round)
+    model_samples = measure_model(model, inputs, probe, repeats=model_repeats_per_round, clock=clock)
 
     def more_model_samples():
-        model_samples.extend(measure_model(model, inputs, probe, repeats=model_repeats_per_round, warmup=0))
+        model_samples.extend(measure_model(model, inputs, probe, repeats=model_repeats_per_round, warmup=0, clock=clock))
 
-    timings = measure_operators(lambda: model(*inputs), parameter_pointers(model), rounds, probe, more_model_samples)
+    timings = measure_operators(lambda: model(*inputs), parameter_pointers(model), rounds, probe, more_model_samples, clock=clock)
     return model_samples, timings
 
 

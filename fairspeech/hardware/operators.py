@@ -31,7 +31,8 @@ KINDS = DENSE_KINDS + ("layer_norm", "softmax", "batch_norm", "activation", "ele
 _LINEAR = {"linear"}
 _MATMUL = {"matmul", "mm", "bmm", "addmm", "baddbmm", "einsum"}
 _CONV = {"conv1d", "conv2d", "convolution", "_convolution"}
-_ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu"}
+_ATTENTION = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"}  # the CPU's and CUDA's kernels
 _LAYER_NORM = {"layer_norm", "native_layer_norm", "rms_norm", "group_norm"}
 _BATCH_NORM = {"batch_norm", "_native_batch_norm_legit_no_training", "instance_norm"}
 _SOFTMAX = {"softmax", "log_softmax", "_softmax", "_log_softmax"}

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from fairspeech.hardware.measure import ReferenceProbe, measure_operators, operator_rows
+from fairspeech.hardware.timing import THREAD_CLOCK, CudaEventClock, ThreadClock
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,12 @@ def sample_operator_specs(seed: int = 0, counts: dict[str, int] | None = None) -
     return specs
 
 
-def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Callable[[], object], list[torch.Tensor], int]:
-    """(the call, its weights, the bytes it touches) for one spec; inputs are made once, here."""
+def build_operator(spec: OperatorSpec, generator: torch.Generator, device: str | torch.device = "cpu"
+                   ) -> tuple[Callable[[], object], list[torch.Tensor], int]:
+    """(the call, its weights, the bytes it touches) for one spec on ``device``; inputs are made once,
+    here (drawn on the CPU from ``generator``, so every device times the same values)."""
     p = spec.params
-    randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
+    randn = lambda *shape: torch.randn(*shape, generator=generator).to(device)  # noqa: E731
     weights: list[torch.Tensor] = []
     if spec.kind == "linear":
         x, w, b = randn(1, p["m"], p["k"]), randn(p["n"], p["k"]), randn(p["n"])
@@ -118,8 +121,8 @@ def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Call
         weights, fn = [w, b], lambda: F.conv2d(x, w, b, stride=2)
     elif spec.kind == "attention":
         q, k, v = (randn(1, p["heads"], p["frames"], p["head_dim"]) for _ in range(3))
-        mask = {"none": None, "bool_keys": torch.ones(1, 1, 1, p["frames"], dtype=torch.bool),
-                "float": torch.zeros(1, 1, p["frames"], p["frames"])}[p["mask"]]
+        mask = {"none": None, "bool_keys": torch.ones(1, 1, 1, p["frames"], dtype=torch.bool, device=device),
+                "float": torch.zeros(1, 1, p["frames"], p["frames"], device=device)}[p["mask"]]
         x, fn = q, lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     elif spec.kind == "layer_norm":
         x, w, b = randn(1, p["rows"], p["dim"]), randn(p["dim"]), randn(p["dim"])
@@ -128,7 +131,7 @@ def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Call
         x = randn(1, p["rows"], p["dim"])
         fn = (lambda: torch.log_softmax(x, dim=-1)) if p["log"] else (lambda: torch.softmax(x, dim=-1))
     elif spec.kind == "batch_norm":
-        x, mean, var, w, b = randn(1, p["channels"], p["frames"]), randn(p["channels"]), torch.rand(p["channels"], generator=generator) + 0.5, randn(p["channels"]), randn(p["channels"])
+        x, mean, var, w, b = randn(1, p["channels"], p["frames"]), randn(p["channels"]), torch.rand(p["channels"], generator=generator).to(device) + 0.5, randn(p["channels"]), randn(p["channels"])
         weights, fn = [mean, var, w, b], lambda: F.batch_norm(x, mean, var, w, b, training=False)
     elif spec.kind == "activation":
         x = randn(2, p["numel"] // 2) if p["fn"] == "glu" else randn(p["numel"])
@@ -142,7 +145,7 @@ def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Call
               "where": lambda: torch.where(mask, x, y), "compare": lambda: x < y, "cos": lambda: x.cos()}[p["fn"]]
     elif spec.kind == "copy":
         x, y = randn(1, p["rows"], p["dim"]), randn(1, p["rows"], p["dim"])
-        index = torch.arange(0, p["rows"], 2)
+        index = torch.arange(0, p["rows"], 2, device=device)
         fn = {"cat": lambda: torch.cat([x, y], dim=-1), "stack": lambda: torch.stack([x, y], dim=-1),
               "contiguous": lambda: x.transpose(1, 2).contiguous(), "index_select": lambda: x.index_select(1, index),
               "flatten_copy": lambda: x.transpose(1, 2).flatten(1)}[p["fn"]]
@@ -151,9 +154,9 @@ def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Call
         fn = {"mean": lambda: x.mean(-1), "sum": lambda: x.sum(-1), "amax": lambda: x.amax(-1)}[p["fn"]]
     elif spec.kind == "factory":
         n = p["frames"]
-        x = torch.empty(0)
-        fn = {"arange": lambda: torch.arange(n), "zeros_square": lambda: torch.zeros(1, n, n), "eye": lambda: torch.eye(n, dtype=torch.bool),
-              "full": lambda: torch.full((1, n), n)}[p["fn"]]
+        x = torch.empty(0, device=device)
+        fn = {"arange": lambda: torch.arange(n, device=device), "zeros_square": lambda: torch.zeros(1, n, n, device=device),
+              "eye": lambda: torch.eye(n, dtype=torch.bool, device=device), "full": lambda: torch.full((1, n), n, device=device)}[p["fn"]]
     else:
         raise ValueError(f"no sweep for kind {spec.kind!r}")
     touched = x.numel() * x.element_size() * 2 + sum(w.numel() * w.element_size() for w in weights)
@@ -161,13 +164,13 @@ def build_operator(spec: OperatorSpec, generator: torch.Generator) -> tuple[Call
 
 
 def measure_sweep(specs: list[OperatorSpec], probe: ReferenceProbe, rounds: int = 9, group_size: int = 8, seed: int = 0,
-                  progress: Callable[[str], None] | None = None) -> list[dict]:
+                  progress: Callable[[str], None] | None = None, clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> list[dict]:
     """Table rows (in reference ratios, see :func:`fairspeech.hardware.measure.to_reference_seconds`)
-    for every operator the specs execute (the main one and incidental views)."""
+    for every operator the specs execute (the main one and incidental views), on ``clock``'s device."""
     rows: list[dict] = []
     generator = torch.Generator().manual_seed(seed)
     for start in range(0, len(specs), group_size):
-        group = [build_operator(spec, generator) for spec in specs[start:start + group_size]]
+        group = [build_operator(spec, generator, clock.device) for spec in specs[start:start + group_size]]
         params = {w.untyped_storage().data_ptr() for _, weights, _ in group for w in weights}
         context = sum(touched for _, _, touched in group)
 
@@ -175,7 +178,7 @@ def measure_sweep(specs: list[OperatorSpec], probe: ReferenceProbe, rounds: int 
             for fn, _, _ in group:
                 fn()
 
-        timings = measure_operators(run_group, params, rounds, probe)
+        timings = measure_operators(run_group, params, rounds, probe, clock=clock)
         rows.extend(operator_rows(timings, "sweep", context))
         if progress:
             progress(f"sweep {min(start + group_size, len(specs))}/{len(specs)}")

@@ -1,4 +1,5 @@
-"""Timing on a shared machine: thread CPU time, warm-up, batches of calls, medians and IQRs, load checks.
+"""Timing on a shared machine: thread CPU time (CUDA events on a GPU), warm-up, batches of calls,
+medians and IQRs, load checks.
 
 Why thread CPU time (``CLOCK_THREAD_CPUTIME_ID``): on a machine whose cores other jobs share, wall
 time mostly measures how long the scheduler kept us waiting. With one torch thread every kernel
@@ -6,6 +7,10 @@ runs on the calling thread, so that thread's CPU time is the latency the operato
 core of its own, which is what a latency profile of the device means. Wall time is kept beside it
 to show the contention. (Cache and memory-bandwidth interference from other jobs still reaches CPU
 time; many repeats and medians absorb most of it, and the load average is recorded.)
+
+On a CUDA device kernels run asynchronously to the host, so host clocks would time their launches:
+:class:`CudaEventClock` reads the device's own time between two events recorded on its stream.
+Both clocks have one interface, :meth:`interval`, and the harness takes either.
 """
 
 from __future__ import annotations
@@ -17,12 +22,88 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
+
+
+class ThreadClock:
+    """The calling thread's CPU time (see the module docstring): the host CPU's clock."""
+
+    name = "thread CPU time"
+    device = torch.device("cpu")
+
+    def interval(self, fn: Callable[[], object], calls: int = 1) -> tuple[float, float]:
+        """(clock seconds, wall seconds) per call of ``calls`` back-to-back calls of ``fn``."""
+        cpu0, wall0 = time.thread_time_ns(), time.perf_counter_ns()
+        for _ in range(calls):
+            fn()
+        cpu1, wall1 = time.thread_time_ns(), time.perf_counter_ns()
+        return (cpu1 - cpu0) * 1e-9 / calls, (wall1 - wall0) * 1e-9 / calls
+
+    def overhead_s(self, reads: int = 2000) -> float:
+        """Time one pair of clock reads adds to a timed interval (a system call each, ~0.4 us here)."""
+        gaps = []
+        for _ in range(reads):
+            a = time.thread_time_ns()
+            b = time.thread_time_ns()
+            gaps.append(b - a)
+        return float(np.median(gaps)) * 1e-9
+
+
+class CudaEventClock:
+    """A CUDA device's time between two events on its current stream (the kernels' time, not their launches)."""
+
+    name = "CUDA events"
+
+    def __init__(self, device: str | torch.device = "cuda"):
+        self.device = torch.device(device)
+
+    def events(self) -> tuple["torch.cuda.Event", "torch.cuda.Event"]:
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def interval(self, fn: Callable[[], object], calls: int = 1) -> tuple[float, float]:
+        start, end = self.events()
+        torch.cuda.synchronize(self.device)  # nothing earlier still queued in front of the first event
+        wall0 = time.perf_counter_ns()
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        wall1 = time.perf_counter_ns()
+        return start.elapsed_time(end) * 1e-3 / calls, (wall1 - wall0) * 1e-9 / calls
+
+    def overhead_s(self, reads: int = 200) -> float:
+        """Device time between two events recorded back to back."""
+        gaps = []
+        for _ in range(reads):
+            start, end = self.events()
+            start.record()
+            end.record()
+            end.synchronize()
+            gaps.append(start.elapsed_time(end) * 1e-3)
+        return float(np.median(gaps))
+
+
+THREAD_CLOCK = ThreadClock()
+
+
+def clock_for(device: str | torch.device) -> ThreadClock | CudaEventClock:
+    """The clock that times work on ``device`` ('cpu', 'cuda', 'cuda:1')."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return THREAD_CLOCK
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device}: torch sees no CUDA device on this machine")
+        return CudaEventClock(device)
+    raise ValueError(f"device {device}: timing supports cpu and cuda")
 
 
 @dataclass
 class Samples:
     """Per-call seconds of repeated measurements (each sample averages a batch of calls), with the
-    reference workload's seconds timed next to each sample where there is one."""
+    reference workload's seconds timed next to each sample where there is one. ``cpu`` holds the
+    clock's seconds: thread CPU time on the host, device time on a GPU."""
 
     cpu: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
@@ -65,43 +146,16 @@ class Samples:
         return float(np.median(self.wall)) if self.wall else math.nan
 
 
-def calls_per_sample(fn: Callable[[], object], target_s: float = 2e-4, max_calls: int = 2000) -> int:
-    """How many back-to-back calls make one sample last ``target_s``, so the clock's own cost (a system
-    call, about a microsecond) stays below 1% of a sample."""
-    start = time.thread_time_ns()
-    fn()
-    once = max(time.thread_time_ns() - start, 1) * 1e-9
-    return int(min(max_calls, max(1, math.ceil(target_s / once))))
-
-
-def measure(fn: Callable[[], object], repeats: int, calls: int = 1, warmup: int = 1) -> Samples:
+def measure(fn: Callable[[], object], repeats: int, calls: int = 1, warmup: int = 1,
+            clock: ThreadClock | CudaEventClock = THREAD_CLOCK) -> Samples:
     """``repeats`` samples of ``calls`` back-to-back calls of ``fn``, after ``warmup`` unrecorded calls."""
     for _ in range(warmup):
         fn()
     samples = Samples(calls_per_sample=calls)
     for _ in range(repeats):
-        cpu0, wall0 = time.thread_time_ns(), time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        cpu1, wall1 = time.thread_time_ns(), time.perf_counter_ns()
-        samples.cpu.append((cpu1 - cpu0) * 1e-9 / calls)
-        samples.wall.append((wall1 - wall0) * 1e-9 / calls)
-    return samples
-
-
-def measure_with_setup(setup: Callable[[], object], fn: Callable[[object], object], repeats: int, warmup: int = 1) -> Samples:
-    """Like :func:`measure` for calls that consume their input (in-place operators): ``setup()`` runs
-    before each call, outside the clock."""
-    for _ in range(warmup):
-        fn(setup())
-    samples = Samples()
-    for _ in range(repeats):
-        state = setup()
-        cpu0, wall0 = time.thread_time_ns(), time.perf_counter_ns()
-        fn(state)
-        cpu1, wall1 = time.thread_time_ns(), time.perf_counter_ns()
-        samples.cpu.append((cpu1 - cpu0) * 1e-9)
-        samples.wall.append((wall1 - wall0) * 1e-9)
+        seconds, wall = clock.interval(fn, calls)
+        samples.cpu.append(seconds)
+        samples.wall.append(wall)
     return samples
 
 
