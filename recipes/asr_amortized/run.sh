@@ -7,7 +7,9 @@
 # (run.sh branched / run.sh gating runs one part; they can run side by side)
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
 # if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG), asr_costs.csv.
-# LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel.
+# LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel. TRAIN_ARGS adds overrides to every
+# training, e.g. TRAIN_ARGS="--set train.threads=1" to run the two parts side by side on 2 cores (a baseline
+# step took 0.36 s with 2 threads and 0.52 s with 1: two 1-thread trainings get more done than one 2-thread one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/path.sh
@@ -15,9 +17,9 @@ BASE=${BASE:-runs/asr_baseline}
 EXP=${EXP:-runs/asr_amortized}
 RESULTS=${RESULTS:-benchmarks/results}   # where the result JSON, plot and cost table go
 MCU=mcu_100mflops
-WEIGHTS=${WEIGHTS:-"0.5 1.0 2.0 4.0"}
+WEIGHTS=${WEIGHTS:-"2.0 4.0 8.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
-train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}"; }
+train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}" ${TRAIN_ARGS:-}; }
 SPLITS=${SPLITS:-test}   # the variants are compared on the held-out test speakers
 evaluate() { [ -f "$2/eval.json" ] || python -m fairspeech.asr.evaluate "$1/model.safetensors" --out "$2" --splits "$SPLITS" "${@:3}"; }
 
