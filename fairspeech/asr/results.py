@@ -136,8 +136,10 @@ def plot_sweep(results: dict, split: str, path: Path, sweep_prefix: str = "w") -
     others = [(point(results["reference"]["splits"][split]), "reference")] + [
         (point(v["splits"][split]), label) for label, v in results["variants"].items()
         if not label.startswith(sweep_prefix) and "efficiency" in v["splits"][split]]
-    for (x, y), label in sweep + others:
+    for (x, y), label in sweep:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for i, ((x, y), label) in enumerate(others):  # ungated points sit close together: labels stacked to their left
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-6, 8 - 11 * i), fontsize=8, ha="right")
     ax.plot([p[0][0] for p in others], [p[0][1] for p in others], "s", color="black", label="ungated")
     ax.set_xlabel("MFLOPs per 40 ms encoder frame (torch FLOP counter)")
     ax.set_ylabel(f"{split} WER (%)")
