@@ -48,6 +48,8 @@ def test_chain_trains_the_deployed_model_without_names_then_each_update(corpus):
     for record in results["chain"] + results["single_update"]:
         if record["method"] != "full":
             assert record["applied_equals_trained"] and "wer_relative_to_full" in record
+            low, high = record["wer_relative_to_full_interval"]
+            assert low <= record["wer_relative_to_full"] <= high
             assert record["sizes"]["shipped"]["disk"] < record["sizes"]["model"]["disk"]
     update2_sparse = next(r for r in results["chain"] if r["update"] == 2 and r["method"] == "sparse")
     assert update2_sparse["base"].endswith("sparse/update1/model.safetensors")  # chained on its own previous model
