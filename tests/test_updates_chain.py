@@ -78,3 +78,23 @@ def test_changed_settings_retrain_the_updates(corpus):
     again = chain.Experiment(settings, seed=0).run()
     steps = lambda results: [r["train"]["steps"] for r in results["chain"]]  # noqa: E731
     assert all(b == 2 * a for a, b in zip(steps(first), steps(again)))
+    # a method's own schedule ([sparse.train]) retrains that method only; the full updates are reused
+    full_model = root / "nd" / "full" / "update2" / "model.safetensors"
+    stamp = full_model.stat().st_mtime_ns
+    settings["sparse"]["train"] = {"epochs": 4}
+    third = chain.Experiment(settings, seed=0).run()
+    by_method = lambda results, m: [r["train"]["steps"] for r in results["chain"] if r["method"] == m]  # noqa: E731
+    assert by_method(third, "sparse") == [2 * s for s in by_method(again, "sparse")]
+    assert by_method(third, "full") == by_method(again, "full") and full_model.stat().st_mtime_ns == stamp
+
+
+def test_a_settings_file_starts_from_its_base(tmp_path):
+    (tmp_path / "config.toml").write_text('[deployed]\nexp_dir = "d"\n[experiment]\nout_dir = "x"\nresults = "r.json"\nupdates = 5\n'
+                                          'replay_ratio = 0.5\neval_splits = ["dev"]\nby = []\nn_boot = 10\nchain_density = 0.1\n'
+                                          'single_density = 0.01\nchain_methods = ["full"]\nsingle_methods = []\nvalue_dtype = "float16"\n'
+                                          '[train]\nepochs = 4\nlr = 5e-4\n')
+    (tmp_path / "longer.toml").write_text('base = "config.toml"\n[experiment]\nout_dir = "y"\n[full.train]\nepochs = 8\n')
+    settings = chain.load_settings(tmp_path / "longer.toml")
+    assert settings["experiment"]["out_dir"] == "y" and settings["experiment"]["updates"] == 5
+    assert settings["train"] == {"epochs": 4, "lr": 5e-4} and settings["full"] == {"train": {"epochs": 8}}
+    assert chain.load_settings("recipes/neural_diff/epochs_8.toml")["sparse"]["train"] == {"epochs": 8}

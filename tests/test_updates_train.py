@@ -12,7 +12,7 @@ from fairspeech.asr.synthetic import make_tone_corpus, tiny_config
 from fairspeech.asr.train import train
 from fairspeech.cli import main as cli_main
 from fairspeech.updates import format as fmt
-from fairspeech.updates.check import RegressionGate, regression_table
+from fairspeech.updates.check import RegressionGate, paired_wer_change, regression_table
 from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
 
 
@@ -85,6 +85,11 @@ def test_gate_flags_a_cohort_that_regresses():
     assert by.loc[("voice_family", "a"), "wer_change_high"] == 0.0
     assert "WER increase" in by.loc[("voice_family", "b"), "reasons"]
     assert not RegressionGate().check(regression_table(rows, refs, old, old, ["voice_family"], n_boot=50)).flagged.any()
+    # the overall paired change alone (what the neural-diff chain reports against the full update) is the table's overall row
+    overall = by.loc[("overall", "(overall)")]
+    assert paired_wer_change(rows, refs, old, new, n_boot=200, seed=0) == pytest.approx(
+        (overall["wer_change"], overall["wer_change_low"], overall["wer_change_high"]))
+    assert paired_wer_change(rows, refs, old, old, n_boot=50) == (0.0, 0.0, 0.0)
 
 
 def _free_port() -> int:

@@ -24,7 +24,6 @@ import json
 import re
 import shutil
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,12 @@ import pandas as pd
 import torch
 
 from fairspeech.asr import checkpoint as ckpt
-from fairspeech.asr.config import load_config
+from fairspeech.asr.config import load_config, read_tree
 from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, train, training_record
 from fairspeech.data import schema
 from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
 from fairspeech.updates import format as fmt
-from fairspeech.updates.check import RegressionGate, decode_splits, regression_table, table_records
+from fairspeech.updates.check import RegressionGate, decode_splits, paired_wer_change, regression_table, table_records
 from fairspeech.updates.hashed import budget_bucket_ratio
 from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
 from fairspeech.utils import io
@@ -100,6 +99,11 @@ def selection(train: pd.DataFrame, assigned: dict[str, int], k: int, replay_rati
     return set(own[schema.UTT_ID]) | set(replay[schema.UTT_ID])
 
 
+def _train_overrides(table: dict) -> list[str]:
+    """A TOML [train] table as ``train.key=value`` overrides of the update's config."""
+    return [f"train.{key}={json.dumps(value)}" for key, value in table.items()]
+
+
 def _sizes(model_path: Path, diff_path: Path | None) -> dict:
     model = fmt.compressed_sizes(model_path)
     if diff_path is None:  # a full update ships the whole model
@@ -121,7 +125,7 @@ class Experiment:
         value_bytes = fmt.VALUE_DTYPES[s["experiment"]["value_dtype"]].itemsize
         if kind == "full":
             return None
-        common = dict(value_dtype=s["experiment"]["value_dtype"], **s.get(kind, {}))
+        common = dict(value_dtype=s["experiment"]["value_dtype"], **{k: v for k, v in s.get(kind, {}).items() if k != "train"})
         if kind == "sparse":
             return DiffTrainer("sparse", density=density, **common)
         return DiffTrainer("hashed", bucket_ratio=budget_bucket_ratio(density, value_bytes), hash_seed=self.seed, **common)
@@ -145,16 +149,18 @@ class Experiment:
         exp = self.out / tag
         model_path, diff_path = exp / "model.safetensors", exp / DIFF_FILE
         trainer = self._trainer(kind, density)
+        # [train] for every update, then the method's own [<method>.train] (a diff may need another schedule), then the caller's
+        overrides = [*self.overrides, *_train_overrides(self.settings.get(kind, {}).get("train", {})), *overrides]
         summary_path = exp / "train_summary.json"
         if wanted is None:
             wanted = selection(self.train, self.assigned, k, self.settings["experiment"]["replay_ratio"], self.seed)
         # What this update depends on: a rerun with other settings, data or base retrains it from scratch.
         fingerprint = {"kind": kind, "density": density, "trainer": vars(trainer) if trainer else None, "seed": self.seed,
-                       "overrides": [*self.overrides, *overrides], "base_sha256": file_sha256(base),
+                       "overrides": overrides, "base_sha256": file_sha256(base),
                        "utterances": hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()}
         outputs = ["model.safetensors", "train_summary.json"] + ([DIFF_FILE] if trainer is not None else [])
         if not reuse_or_reset(exp, fingerprint, outputs):
-            config = update_config(base, [*self.overrides, *overrides], self.seed)
+            config = update_config(base, overrides, self.seed)
             train_update(config, exp, trainer, lambda rows: rows[schema.UTT_ID].isin(wanted).to_numpy())
             shutil.rmtree(exp / "checkpoints", ignore_errors=True)  # the run is complete; its model and diff are what we keep
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -200,7 +206,7 @@ class Experiment:
     def run(self) -> dict:
         s = self.settings["experiment"]
         self.out = Path(s["out_dir"])
-        self.overrides = [f"train.{key}={json.dumps(value)}" for key, value in self.settings.get("train", {}).items()]
+        self.overrides = _train_overrides(self.settings.get("train", {}))
         self.gate = RegressionGate(**self.settings.get("gate", {}))
         self.eval_splits = list(s["eval_splits"])
         deployed = self.settings.get("deployed")
@@ -237,8 +243,7 @@ class Experiment:
             results["summary"] = summarize(results)
             io.write_json(results_path, results)
 
-        chains = {method: (base, base_hyps) for method in s["chain_methods"]}
-        self.full_hyps: dict[int, list[str]] = {}  # the full update's hypotheses at each point: the paired comparison
+        chains = {method: (base, base_hyps) for method in s["chain_methods"]}  # "full" first: at update k it holds update k
         for k in range(1, s["updates"] + 1):
             for method in s["chain_methods"]:
                 previous, previous_hyps = chains[method]
@@ -246,10 +251,8 @@ class Experiment:
                 record = self._update(tag, method, s["chain_density"], previous, k)
                 hyps = self._evaluate(record, tag.replace("/", "_"), previous_hyps, k)
                 chains[method] = (Path(record["model"]), hyps)
-                if method == "full":
-                    self.full_hyps[k] = hyps
                 results["chain"].append(record)
-                self._compare(results["chain"], record, hyps)
+                self._compare(results["chain"], record, hyps, chains["full"][1] if "full" in chains else None)
                 save()
             if k == 1:  # the size target: one very sparse update (and its hashed twin) against the full update 1
                 for method in s["single_methods"]:
@@ -257,30 +260,30 @@ class Experiment:
                     record = self._update(tag, method, s["single_density"], base, 1)
                     hyps = self._evaluate(record, tag.replace("/", "_"), base_hyps, 1)
                     results["single_update"].append(record)
-                    self._compare(results["chain"], record, hyps)
+                    self._compare(results["chain"], record, hyps, chains["full"][1] if "full" in chains else None)
                     save()
         demo = self.settings.get("gate_demo")
         if demo:  # an update that should not ship: does the check catch it?
             wanted = set(self.train.query(demo["query"])[schema.UTT_ID])
-            overrides = [f"train.{key}={json.dumps(value)}" for key, value in demo.get("train", {}).items()]
+            overrides = _train_overrides(demo.get("train", {}))
             record = self._update("gate_demo/update", demo["method"], s["chain_density"], base, 0, wanted, overrides)
             self._evaluate(record, "gate_demo", base_hyps, -1)
             results["gate_demo"] = dict(record, query=demo["query"], train_overrides=overrides)
             save()
         return results
 
-    def _compare(self, chain: list[dict], record: dict, hyps: list[str]) -> None:
+    def _compare(self, chain: list[dict], record: dict, hyps: list[str], full_hyps: list[str] | None) -> None:
         """WER relative to the full-parameter update at the same point of the chain, with a paired
         speaker-bootstrap interval (both models decode the same utterances): at ~80% WER on 96 speakers a
         1% relative difference is well inside rerun noise, so the interval says whether a gap is real."""
         full = next((r for r in chain if r["method"] == "full" and r["update"] == record["update"]), None)
-        if full is not None and record["method"] != "full":
+        if full is not None and full_hyps is not None and record["method"] != "full":
             record["wer_full_update"] = full["wer"]
             record["wer_relative_to_full"] = (record["wer"] - full["wer"]) / full["wer"]
             record["within_1pct_of_full"] = bool(record["wer_relative_to_full"] <= 0.01)
-            paired = regression_table(self.eval_frame, self.references, self.full_hyps[record["update"]], hyps,
-                                      n_boot=self.settings["experiment"]["n_boot"], seed=self.seed).iloc[0]
-            record["wer_relative_to_full_interval"] = [float(paired["wer_change_low"]) / full["wer"], float(paired["wer_change_high"]) / full["wer"]]
+            _, low, high = paired_wer_change(self.eval_frame, self.references, full_hyps, hyps,
+                                             n_boot=self.settings["experiment"]["n_boot"], seed=self.seed)
+            record["wer_relative_to_full_interval"] = [low / full["wer"], high / full["wer"]]
 
 
 def _names_wer(record: dict) -> float:
@@ -315,7 +318,8 @@ def summarize(results: dict) -> dict:
 
 
 def load_settings(path: str | Path) -> dict:
-    settings = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    """The experiment's settings; a file may start from another with ``base = "config.toml"`` (relative to itself)."""
+    settings = read_tree(path)
     if "base" not in settings.get("experiment", {}) and "deployed" not in settings:
         raise KeyError(f"{path}: needs [experiment] base (a deployed model) or a [deployed] section to train one")
     for key in ("out_dir", "results", "updates", "replay_ratio", "eval_splits", "by", "n_boot", "chain_density",

@@ -45,6 +45,14 @@ def _wer_change(frame: pd.DataFrame, by: str | None, speaker: str, n_boot: int, 
     return pd.DataFrame({"cohort": labels, "wer_change": point, "wer_change_low": low, "wer_change_high": high})
 
 
+def paired_wer_change(utterances: pd.DataFrame, references: Sequence[str], old: Sequence[str], new: Sequence[str], *,
+                      speaker: str = schema.SPEAKER_ID, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """Overall WER change from ``old`` to ``new`` hypotheses of the same utterances and its paired speaker-bootstrap interval."""
+    frame = pd.concat([utterances[[speaker]].reset_index(drop=True), flip_counts(references, old, new)], axis=1)
+    row = _wer_change(frame, None, speaker, n_boot, alpha, seed).iloc[0]
+    return float(row["wer_change"]), float(row["wer_change_low"]), float(row["wer_change_high"])
+
+
 def regression_table(utterances: pd.DataFrame, references: Sequence[str], old: Sequence[str], new: Sequence[str], by: Sequence[str] = (),
                      *, speaker: str = schema.SPEAKER_ID, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """One row overall and one per cohort of each attribute in ``by``: WERs, paired WER change, flip rates, intervals."""
