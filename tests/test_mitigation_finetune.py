@@ -95,13 +95,13 @@ def test_focal_distillation_weights_and_zero_at_the_old_model(base):
     batch = Batch(features, torch.tensor([60, 40]), torch.zeros(0, dtype=torch.int64), torch.zeros(2, dtype=torch.int64), [0, 1])
     hook = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.5, beta=1.0)
     loss, stats = hook(new, batch, new(batch.features, batch.lengths))
-    assert abs(float(loss)) < 1e-6  # identical models: nothing to distill
+    assert abs(loss.detach().item()) < 1e-6  # identical models: nothing to distill
     with torch.no_grad():
         new.head.bias.add_(torch.linspace(0, 3, new.head.bias.numel()))
     out = new(batch.features, batch.lengths)
     loss, stats = hook(new, batch, out)
     only_first = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.0, beta=1.0)(new, batch, out)[0]
-    assert float(loss) > float(only_first) > 0  # alpha adds the utterance the old model got wrong
+    assert loss.detach().item() > only_first.detach().item() > 0  # alpha adds the utterance the old model got wrong
 
 
 def test_targets_from_an_audits_assignments(base, tmp_path):
