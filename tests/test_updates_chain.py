@@ -61,6 +61,14 @@ def test_chain_trains_the_deployed_model_without_names_then_each_update(corpus):
     assert (deployed.stat().st_mtime_ns, (root / "nd" / "sparse" / "update2" / "model.safetensors").stat().st_mtime_ns) == before
     assert [r["wer"] for r in again["chain"]] == [r["wer"] for r in results["chain"]]
 
+    # [experiment] base = a model file: that model is the deployed one, [deployed] is not trained
+    given = _settings(root, manifest)
+    given["deployed"]["exp_dir"] = str(root / "never_trained")
+    given["experiment"].update(base=str(deployed), chain_methods=["full"], single_methods=[])
+    reused = chain.Experiment(given, seed=0).run()
+    assert reused["base_model"] == str(deployed) and not (root / "never_trained").exists()
+    assert reused["chain"][0]["wer"] == results["chain"][0]["wer"]  # the same full update 1, reused from its folder
+
 
 def test_settings_need_a_deployed_model(tmp_path):
     path = tmp_path / "c.toml"

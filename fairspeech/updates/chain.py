@@ -209,7 +209,7 @@ class Experiment:
         self.overrides = _train_overrides(self.settings.get("train", {}))
         self.gate = RegressionGate(**self.settings.get("gate", {}))
         self.eval_splits = list(s["eval_splits"])
-        deployed = self.settings.get("deployed")
+        deployed = None if "base" in s else self.settings.get("deployed")  # [experiment] base: a given model, no training
         data = (load_config(deployed.get("config"), deployed.get("overrides", [])).to_dict() if deployed else ckpt.load_weights(s["base"])[1]["config"])["data"]
         manifest = pd.read_parquet(data["manifest"])
         manifest["name"] = [name_of(r, t) for r, t in zip(manifest[schema.REFERENCE], manifest["sentence_template"])]
