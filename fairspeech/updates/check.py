@@ -45,23 +45,27 @@ def _wer_change(frame: pd.DataFrame, by: str | None, speaker: str, n_boot: int, 
     return pd.DataFrame({"cohort": labels, "wer_change": point, "wer_change_low": low, "wer_change_high": high})
 
 
+def _counted(utterances: pd.DataFrame, references: Sequence[str], old: Sequence[str], new: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` of the utterance rows beside each utterance's old/new error and flip counts."""
+    if not len(utterances) == len(references):
+        raise ValueError(f"{len(utterances)} utterance rows for {len(references)} references")
+    missing = [c for c in columns if c not in utterances.columns]
+    if missing:
+        raise KeyError(f"regression_table needs columns {missing}; have {list(utterances.columns)}")
+    return pd.concat([utterances[list(columns)].reset_index(drop=True), flip_counts(references, old, new)], axis=1)
+
+
 def paired_wer_change(utterances: pd.DataFrame, references: Sequence[str], old: Sequence[str], new: Sequence[str], *,
                       speaker: str = schema.SPEAKER_ID, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
     """Overall WER change from ``old`` to ``new`` hypotheses of the same utterances and its paired speaker-bootstrap interval."""
-    frame = pd.concat([utterances[[speaker]].reset_index(drop=True), flip_counts(references, old, new)], axis=1)
-    row = _wer_change(frame, None, speaker, n_boot, alpha, seed).iloc[0]
+    row = _wer_change(_counted(utterances, references, old, new, [speaker]), None, speaker, n_boot, alpha, seed).iloc[0]
     return float(row["wer_change"]), float(row["wer_change_low"]), float(row["wer_change_high"])
 
 
 def regression_table(utterances: pd.DataFrame, references: Sequence[str], old: Sequence[str], new: Sequence[str], by: Sequence[str] = (),
                      *, speaker: str = schema.SPEAKER_ID, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """One row overall and one per cohort of each attribute in ``by``: WERs, paired WER change, flip rates, intervals."""
-    if not len(utterances) == len(references):
-        raise ValueError(f"{len(utterances)} utterance rows for {len(references)} references")
-    missing = [c for c in [speaker, *by] if c not in utterances.columns]
-    if missing:
-        raise KeyError(f"regression_table needs columns {missing}; have {list(utterances.columns)}")
-    frame = pd.concat([utterances[[speaker, *by]].reset_index(drop=True), flip_counts(references, old, new)], axis=1)
+    frame = _counted(utterances, references, old, new, [speaker, *by])
     parts = []
     for attribute in [None, *by]:
         flips = flip_table(frame, by=attribute, speaker=speaker, n_boot=n_boot, alpha=alpha, seed=seed)
