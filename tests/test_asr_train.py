@@ -185,3 +185,38 @@ def test_sigkill_mid_training_then_rerun_ends_with_the_same_weights(corpus, tmp_
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_teacher_pulls_the_model_towards_its_posteriors(corpus, tmp_path):
+    """[train] teacher: the KL to a trained model's posteriors joins the loss (a gated variant distilled from the
+    model it starts from); a teacher whose tokenizer differs is refused, since its posteriors mean other tokens."""
+    from fairspeech.asr.data import load_splits, SplitData
+    from fairspeech.asr.distill import posterior_kl
+    from fairspeech.asr.evaluate import load_trained
+
+    feats = tmp_path / "feats"
+    train(tiny_config(corpus, feats, epochs=4), tmp_path / "teacher")
+    teacher_path = tmp_path / "teacher" / "model.safetensors"
+    gated = ["model.kind=\"gated\"", "gating.compute_weight=2.0", f'train.init_from="{teacher_path}"']
+    plain = train(load_config(None, tiny_overrides(corpus, feats, epochs=2) + gated), tmp_path / "plain")
+    taught = train(load_config(None, tiny_overrides(corpus, feats, epochs=2, teacher=str(teacher_path), teacher_weight=20.0) + gated),
+                   tmp_path / "taught")
+    assert "distill_kl" in taught["log"][-1] and "distill_kl" not in plain["log"][-1]
+
+    frame, cache = load_splits(corpus, ["dev"], feats)["dev"]
+    dev = SplitData(cache)
+    batch = dev.batch(list(range(len(frame))))
+    teacher, _, _ = load_trained(teacher_path)
+
+    def kl(path):
+        model, _, _ = load_trained(path)
+        with torch.no_grad():
+            ref, out = teacher(batch.features, batch.lengths), model(batch.features, batch.lengths)
+        return float(posterior_kl(ref.log_probs, out.log_probs, out.lengths).mean())
+
+    assert kl(tmp_path / "taught" / "model.safetensors") < 0.5 * kl(tmp_path / "plain" / "model.safetensors")
+
+    train(load_config(None, tiny_overrides(corpus, feats, epochs=1) + ['data.tokenizer="bpe"', "data.bpe_merges=5"]), tmp_path / "other_tokens")
+    with pytest.raises(ValueError, match="tokenizer differs"):
+        train(load_config(None, tiny_overrides(corpus, feats, epochs=1, teacher=str(tmp_path / "other_tokens" / "model.safetensors"))),
+              tmp_path / "refused")

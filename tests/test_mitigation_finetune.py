@@ -11,7 +11,7 @@ import torch
 from fairspeech.asr.synthetic import make_tone_corpus, tiny_config
 from fairspeech.asr.train import train
 from fairspeech.mitigation import finetune
-from fairspeech.mitigation.distill import FocalDistillation, old_model_right
+from fairspeech.mitigation.distill import focal_distillation, old_model_right
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +93,14 @@ def test_focal_distillation_weights_and_zero_at_the_old_model(base):
     new, _, _ = load_trained(base / "base" / "model.safetensors")
     features = torch.randn(2, 60, old.config.n_mels)
     batch = Batch(features, torch.tensor([60, 40]), torch.zeros(0, dtype=torch.int64), torch.zeros(2, dtype=torch.int64), [0, 1])
-    hook = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.5, beta=1.0)
+    hook = focal_distillation(old, [1.0, 0.0], weight=2.0, alpha=0.5, beta=1.0)
     loss, stats = hook(new, batch, new(batch.features, batch.lengths))
     assert abs(loss.detach().item()) < 1e-6  # identical models: nothing to distill
     with torch.no_grad():
         new.head.bias.add_(torch.linspace(0, 3, new.head.bias.numel()))
     out = new(batch.features, batch.lengths)
     loss, stats = hook(new, batch, out)
-    only_first = FocalDistillation(old, [1.0, 0.0], weight=2.0, alpha=0.0, beta=1.0)(new, batch, out)[0]
+    only_first = focal_distillation(old, [1.0, 0.0], weight=2.0, alpha=0.0, beta=1.0)(new, batch, out)[0]
     assert loss.detach().item() > only_first.detach().item() > 0  # alpha adds the utterance the old model got wrong
 
 

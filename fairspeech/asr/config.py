@@ -50,6 +50,8 @@ class TrainConfig:
     log_every: int = 10  # steps between records in the training log
     keep_checkpoints: int = 2
     init_from: str | None = None  # a model.safetensors to start from (fine-tuning a variant from the baseline)
+    teacher: str | None = None  # a model.safetensors whose per-frame posteriors the model is pulled towards (KL)
+    teacher_weight: float = 1.0  # weight of that KL beside the CTC loss
     dev_every: int = 1  # epochs between dev WERs (and after the last epoch); 0: never
     progress: bool = True
 

@@ -16,12 +16,12 @@ through :class:`TrainHooks` rather than copying it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,13 +33,14 @@ from tqdm.auto import tqdm
 from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.config import RecipeConfig, build_model, load_config
 from fairspeech.asr.data import Batch, SplitData, load_splits
-from fairspeech.asr.evaluate import transcribe, corpus_wer
+from fairspeech.asr.distill import Distillation
+from fairspeech.asr.evaluate import corpus_wer, load_trained, transcribe
 from fairspeech.asr.tokenizer import tokenizer_from_dict, train_tokenizer
 from fairspeech.data import schema
 from fairspeech.utils import distributed, io
 
 
-@dataclass
+@dataclasses.dataclass
 class TrainHooks:
     """What a recipe built on this loop changes, each optional.
 
@@ -58,6 +59,22 @@ class TrainHooks:
     regularizer: Callable[[torch.nn.Module, Batch, object], tuple[torch.Tensor, dict]] | None = None
     after_step: Callable[[torch.nn.Module, int, int], None] | None = None
     finalize: Callable[[torch.nn.Module], None] | None = None
+
+
+def sum_regularizers(*hooks):
+    """One ``TrainHooks.regularizer`` adding several (losses summed, stats merged); None without any."""
+    hooks = [hook for hook in hooks if hook is not None]
+    if not hooks:
+        return None
+
+    def combined(model, batch, output):
+        total, stats = 0.0, {}
+        for hook in hooks:
+            loss, extra = hook(model, batch, output)
+            total = total + loss
+            stats.update(extra)
+        return total, stats
+    return combined
 
 
 def learning_rate(step: int, total_steps: int, config) -> float:
@@ -157,6 +174,11 @@ def train(config: RecipeConfig, exp_dir: str | Path, stop_after_steps: int | Non
     init_report = initialize_from(model, tc.init_from) if tc.init_from else None
     if hooks.prepare_model is not None:
         hooks.prepare_model(model)
+    if tc.teacher:  # distillation towards a trained model's posteriors, beside the recipe's own regularizer
+        teacher, teacher_tokenizer, _ = load_trained(tc.teacher)
+        if teacher_tokenizer.to_dict() != tokenizer.to_dict():
+            raise ValueError(f"train.teacher {tc.teacher}: its tokenizer differs from the model's, so their posteriors cannot be compared")
+        hooks = dataclasses.replace(hooks, regularizer=sum_regularizers(hooks.regularizer, Distillation(teacher, tc.teacher_weight)))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay)
 
     subsample = model.frontend.subsampling.output_length

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fairspeech.asr.distill import Distillation
 from fairspeech.data import schema
 from fairspeech.metrics.wer import alignment_counts, reference_hits
 from fairspeech.metrics.normalize import TextNormalizer
@@ -36,28 +37,9 @@ def old_model_right(references: Sequence[str], old_hypotheses: Sequence[str], fo
     return np.array([float(h.mean()) if len(h) else 1.0 for h in reference_hits(references, old_hypotheses, normalizer)])
 
 
-class FocalDistillation:
-    """A ``TrainHooks.regularizer``: focal KL towards ``old_model`` (frozen), weighted per train utterance.
+def focal_distillation(old_model: torch.nn.Module, right: Sequence[float], weight: float = 1.0, alpha: float = 0.0, beta: float = 1.0) -> Distillation:
+    """A ``TrainHooks.regularizer``: KL towards ``old_model`` (frozen), utterance ``u`` weighted ``alpha + beta * right[u]``.
 
     ``right``: per position of the train split, the old model's correctness (see :func:`old_model_right`).
     """
-
-    def __init__(self, old_model: torch.nn.Module, right: Sequence[float], weight: float = 1.0, alpha: float = 0.0, beta: float = 1.0):
-        self.old_model = old_model.eval()
-        for p in self.old_model.parameters():
-            p.requires_grad_(False)
-        self.right = torch.as_tensor(np.asarray(right, dtype=np.float32))
-        self.weight = weight
-        self.alpha = alpha
-        self.beta = beta
-
-    def __call__(self, model, batch, output):
-        with torch.no_grad():
-            old = self.old_model(batch.features, batch.lengths)
-        frames = output.lengths
-        mask = (torch.arange(output.log_probs.shape[1])[None, :] < frames[:, None]).float()
-        kl = (old.log_probs.exp() * (old.log_probs - output.log_probs)).sum(-1)  # (batch, frames)
-        per_utt = (kl * mask).sum(1) / frames.clamp(min=1).float()
-        focus = self.alpha + self.beta * self.right[torch.as_tensor(batch.indices)]
-        loss = self.weight * (focus * per_utt).mean()
-        return loss, {"distill_kl": float(per_utt.mean().detach())}
+    return Distillation(old_model, weight, alpha + beta * np.asarray(right, dtype=np.float64))

@@ -39,14 +39,14 @@ import torch
 from fairspeech.asr.config import dict_to_config
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.evaluate import load_trained, transcribe
-from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, train, training_record
+from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, sum_regularizers, train, training_record
 from fairspeech.cohorts.base import plain
 from fairspeech.data import schema
 from fairspeech.data.speakers import speaker_table
 from fairspeech.metrics import bootstrap as bs
 from fairspeech.metrics.flips import OVERALL, flip_counts, flip_table
 from fairspeech.metrics.wer import alignment_counts
-from fairspeech.mitigation.distill import FocalDistillation, old_model_right
+from fairspeech.mitigation.distill import focal_distillation, old_model_right
 from fairspeech.mitigation.ewc import DiagonalFisher, OnlineEWC
 from fairspeech.utils import distributed, io
 
@@ -280,18 +280,6 @@ def variant_fingerprint(spec: dict, settings: FinetuneSettings, base_digest: str
     }
 
 
-def sum_regularizers(*hooks):
-    """One ``TrainHooks.regularizer`` adding several (losses summed, stats merged)."""
-    def combined(model, batch, output):
-        total, stats = 0.0, {}
-        for hook in hooks:
-            loss, extra = hook(model, batch, output)
-            total = total + loss
-            stats.update(extra)
-        return total, stats
-    return combined
-
-
 # -- the comparison -------------------------------------------------------------------------------
 def run_comparison(settings: FinetuneSettings) -> dict:
     started = time.perf_counter()
@@ -406,8 +394,8 @@ def run_comparison(settings: FinetuneSettings) -> dict:
                 regularizers.append(ewc.regularizer(spec["ewc"]))
             if spec.get("distill"):
                 old, _, _ = load_trained(base_model)
-                regularizers.append(FocalDistillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
-            hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers) if regularizers else None)
+                regularizers.append(focal_distillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
+            hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers))
             summary_path = vdir / "train_summary.json"
             fingerprint = variant_fingerprint(spec, settings, base_digest, mask, ewc.meta_ if "ewc" in spec else None)
             if not reuse_or_reset(vdir, fingerprint, ["model.safetensors", "train_summary.json"]):
