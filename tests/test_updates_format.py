@@ -73,6 +73,28 @@ def test_prune_to_keeps_largest_and_never_revives():
     assert density_at(40, 100, 0.1) < density_at(30, 100, 0.1) < 1.0
 
 
+def test_fisher_criterion_keeps_what_the_loss_needs_not_the_largest():
+    """criterion="fisher" ranks by D^2 * mean squared gradient: a large change along a flat direction goes first."""
+    delta = SparseDelta((4,), track_fisher=True)
+    with torch.no_grad():
+        delta.diff.copy_(torch.tensor([3.0, 1.0, 2.0, 0.5]))
+    for grad in (torch.tensor([0.0, 2.0, 1.0, 4.0]), torch.tensor([0.0, 2.0, -1.0, -4.0])):
+        delta.diff.grad = grad
+        delta.observe()
+    assert int(delta.observed) == 2 and torch.equal(delta.grad_sq, torch.tensor([0.0, 8.0, 2.0, 32.0]))
+    # D^2 * F = [0, 4, 4, 4]: the largest entry (3.0) has had no gradient at all, so dropping it costs nothing
+    assert torch.equal(delta.score("fisher"), torch.tensor([0.0, 4.0, 4.0, 4.0]))
+    prune_to([delta], 0.75, "fisher")
+    assert delta.mask.tolist() == [False, True, True, True]
+    magnitude = SparseDelta((4,))
+    with torch.no_grad():
+        magnitude.diff.copy_(torch.tensor([3.0, 1.0, 2.0, 0.5]))
+    prune_to([magnitude], 0.75)
+    assert magnitude.mask.tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="criterion"):
+        delta.score("movement")
+
+
 def test_hashed_reconstruction_matches_the_hash():
     buckets = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float16)
     index, sign = hash_layout("layer.weight", 12, 3, seed=7)

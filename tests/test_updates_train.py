@@ -44,15 +44,17 @@ def test_created_diff_applied_to_base_equals_the_trained_model(base, tmp_path, d
     assert sum(p.numel() for p in model.parameters()) == header["parameters"]
 
 
-def test_killed_diff_training_resumes_to_the_same_diff(base, tmp_path):
+@pytest.mark.parametrize("criterion", ["magnitude", "fisher"])
+def test_killed_diff_training_resumes_to_the_same_diff(base, tmp_path, criterion):
     config = update_config(base, ["train.epochs=2", "train.checkpoint_every=2"], seed=0)
-    straight = DiffTrainer("sparse", density=0.1, prune_every=1)
+    straight = DiffTrainer("sparse", density=0.1, prune_every=1, criterion=criterion)
     train_update(config, tmp_path / "straight", straight)
-    killed = DiffTrainer("sparse", density=0.1, prune_every=1)
+    killed = DiffTrainer("sparse", density=0.1, prune_every=1, criterion=criterion)
     assert train(config, tmp_path / "resumed", stop_after_steps=3, hooks=killed.hooks())["stopped"] == "stop_after_steps"
     saved = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-00000002.safetensors"))
     assert any(k.endswith(".mask") for k in saved)  # pruning masks travel in the checkpoint
-    train_update(config, tmp_path / "resumed", DiffTrainer("sparse", density=0.1, prune_every=1))
+    assert any(k.endswith(".grad_sq") for k in saved) == (criterion == "fisher")  # and so does the Fisher estimate
+    train_update(config, tmp_path / "resumed", DiffTrainer("sparse", density=0.1, prune_every=1, criterion=criterion))
     assert _same(tmp_path / "straight" / DIFF_FILE, tmp_path / "resumed" / DIFF_FILE)
 
 

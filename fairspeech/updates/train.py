@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 from fairspeech.asr.train import TrainHooks, train
 from fairspeech.updates import format as fmt
 from fairspeech.updates.hashed import HashedDelta, bucket_count, hashed_delta
-from fairspeech.updates.sparse import SparseDelta, density_at, extract, prune_to, sparse_delta
+from fairspeech.updates.sparse import CRITERIA, SparseDelta, density_at, extract, prune_to, sparse_delta
 from fairspeech.utils import distributed
 
 DIFF_FILE = "update.diff.safetensors"
@@ -37,11 +37,13 @@ class DiffTrainer:
     diff_type: "sparse" (pruned to ``density`` of the weights) or "hashed" (``bucket_ratio`` buckets per weight).
     value_dtype: what values are stored (and folded) as: float16 halves the file against float32.
     prune_start, prune_end, prune_every: the sparse schedule, as fractions of the run's steps and a step interval.
+    criterion: what a sparse diff keeps when pruning, "magnitude" (``|D|``) or "fisher" (``D^2 * F``); see
+        :mod:`fairspeech.updates.sparse`.
     hash_seed: keys the hash of a hashed diff (stored in its header).
     """
 
     def __init__(self, diff_type: str = "sparse", density: float = 0.1, bucket_ratio: float = 0.3, value_dtype: str = "float16",
-                 prune_start: float = 0.1, prune_end: float = 0.7, prune_every: int = 5, hash_seed: int = 0):
+                 prune_start: float = 0.1, prune_end: float = 0.7, prune_every: int = 5, hash_seed: int = 0, criterion: str = "magnitude"):
         self.diff_type = diff_type
         self.density = density
         self.bucket_ratio = bucket_ratio
@@ -50,12 +52,15 @@ class DiffTrainer:
         self.prune_end = prune_end
         self.prune_every = prune_every
         self.hash_seed = hash_seed
+        self.criterion = criterion
 
     def hooks(self, select_train: Callable[[pd.DataFrame], Sequence[bool]] | None = None) -> TrainHooks:
         if self.diff_type not in fmt.DIFF_TYPES:
             raise ValueError(f"diff_type must be one of {fmt.DIFF_TYPES}, got {self.diff_type!r}")
         if self.value_dtype not in fmt.VALUE_DTYPES:
             raise ValueError(f"value_dtype must be one of {sorted(fmt.VALUE_DTYPES)}, got {self.value_dtype!r}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
         if not 0 < self.density <= 1 or not 0 < self.bucket_ratio <= 1:
             raise ValueError(f"density and bucket_ratio must be in (0, 1], got {self.density} and {self.bucket_ratio}")
         return TrainHooks(select_train=select_train, prepare_model=self.prepare_model, after_step=self.after_step, finalize=self.finalize)
@@ -70,7 +75,7 @@ class DiffTrainer:
             weight = getattr(module, name)
             weight.requires_grad_(False)
             if self.diff_type == "sparse":
-                delta = SparseDelta(weight.shape)
+                delta = SparseDelta(weight.shape, track_fisher=self.criterion == "fisher")
             else:
                 delta = HashedDelta(full_name, weight.shape, bucket_count(weight.numel(), self.bucket_ratio), self.hash_seed)
             parametrize.register_parametrization(module, name, delta)
@@ -81,14 +86,17 @@ class DiffTrainer:
     def after_step(self, model: torch.nn.Module, step: int, total_steps: int) -> None:
         if self.diff_type != "sparse":
             return
+        if self.criterion == "fisher":
+            for delta in self.deltas_:
+                delta.observe()
         if step % self.prune_every == 0 or step >= self.prune_end * total_steps:
-            self.kept_ = prune_to(self.deltas_, density_at(step, total_steps, self.density, self.prune_start, self.prune_end))
+            self.kept_ = prune_to(self.deltas_, density_at(step, total_steps, self.density, self.prune_start, self.prune_end), self.criterion)
 
     @torch.no_grad()
     def finalize(self, model: torch.nn.Module) -> None:
         dtype = fmt.VALUE_DTYPES[self.value_dtype]
         if self.diff_type == "sparse":
-            prune_to(self.deltas_, self.density)  # exactly the target, however few steps the run had
+            prune_to(self.deltas_, self.density, self.criterion)  # exactly the target, however few steps the run had
         tensors, shapes = {}, {}
         for (full_name, module, name), delta in zip(self.targets_, self.deltas_):
             base = module.parametrizations[name].original.detach()
