@@ -64,8 +64,9 @@ def test_chain_trains_the_deployed_model_without_names_then_each_update(corpus):
     # [experiment] base = a model file: that model is the deployed one, [deployed] is not trained
     given = _settings(root, manifest)
     given["deployed"]["exp_dir"] = str(root / "never_trained")
-    given["experiment"].update(base=str(deployed), chain_methods=["full"], single_methods=[])
+    given["experiment"].update(base=str(deployed), chain_methods=["full"], single_methods=[], results=str(root / "nd" / "seed{seed}.json"))
     reused = chain.Experiment(given, seed=0).run()
+    assert (root / "nd" / "seed0.json").exists()  # "{seed}" in a path: one settings file for every seed
     assert reused["base_model"] == str(deployed) and not (root / "never_trained").exists()
     assert reused["chain"][0]["wer"] == results["chain"][0]["wer"]  # the same full update 1, reused from its folder
 
@@ -94,6 +95,26 @@ def test_changed_settings_retrain_the_updates(corpus):
     by_method = lambda results, m: [r["train"]["steps"] for r in results["chain"] if r["method"] == m]  # noqa: E731
     assert by_method(third, "sparse") == [2 * s for s in by_method(again, "sparse")]
     assert by_method(third, "full") == by_method(again, "full") and full_model.stat().st_mtime_ns == stamp
+    # the cache follows the resolved schedule, not its spelling: restating [train]'s rate in [sparse.train] retrains nothing
+    sparse_model = root / "nd" / "sparse" / "update2" / "model.safetensors"
+    stamp = sparse_model.stat().st_mtime_ns
+    settings["sparse"]["train"] = {"epochs": 4, "lr": settings["train"]["lr"]}
+    fourth = chain.Experiment(settings, seed=0).run()
+    assert sparse_model.stat().st_mtime_ns == stamp and [r["wer"] for r in fourth["chain"]] == [r["wer"] for r in third["chain"]]
+    # a second method of one type on the same chain: its own table, its own models; the others are reused
+    settings["sparse_fisher"] = {"type": "sparse", "criterion": "fisher"}  # [sparse]'s schedule and [sparse.train], inherited
+    settings["experiment"]["chain_methods"] = ["full", "sparse", "sparse_fisher"]
+    fifth = chain.Experiment(settings, seed=0).run()
+    assert sparse_model.stat().st_mtime_ns == stamp
+    fisher = [r for r in fifth["chain"] if r["method"] == "sparse_fisher"]
+    assert [r["type"] for r in fisher] == ["sparse", "sparse"] and all("wer_relative_to_full" in r for r in fisher)
+    assert [r["train"]["steps"] for r in fisher] == by_method(third, "sparse")  # [sparse.train]'s epochs
+    assert fisher[1]["base"].endswith("sparse_fisher/update1/model.safetensors")
+    assert not (root / "nd" / "sparse_fisher" / "update2" / "update.diff.safetensors").read_bytes() == \
+        (root / "nd" / "sparse" / "update2" / "update.diff.safetensors").read_bytes()
+    settings["experiment"]["chain_methods"] = ["full", "sprase"]
+    with pytest.raises(KeyError, match="sprase"):
+        chain.Experiment(settings, seed=0).run()
 
 
 def test_a_settings_file_starts_from_its_base(tmp_path):
@@ -106,3 +127,6 @@ def test_a_settings_file_starts_from_its_base(tmp_path):
     assert settings["experiment"]["out_dir"] == "y" and settings["experiment"]["updates"] == 5
     assert settings["train"] == {"epochs": 4, "lr": 5e-4} and settings["full"] == {"train": {"epochs": 8}}
     assert chain.load_settings("recipes/neural_diff/epochs_8.toml")["sparse"]["train"] == {"epochs": 8}
+    assert chain.load_settings("recipes/neural_diff/epochs_8.toml")["train"]["lr"] == 5e-4  # through lr_5e-4.toml
+    seeds = chain.load_settings("recipes/neural_diff/seeds.toml")["experiment"]
+    assert seeds["base"] == "runs/neural_diff/deployed/model.safetensors" and "{seed}" in seeds["out_dir"] and "{seed}" in seeds["results"]

@@ -7,7 +7,8 @@ carry (:func:`name_of`); the names are dealt, in a seeded order, into ``updates`
 utterance count, and update ``k`` trains on group ``k``'s utterances plus a replay share of utterances
 without names (the way an assistant learns a batch of names before an event). Each update is trained
 three ways from the previous model of its own chain: all parameters (the reference; shipping it means
-shipping the whole model), a sparse diff, and a hashed diff of the same byte budget. Every model is
+shipping the whole model), a sparse diff, and a hashed diff of the same byte budget (more methods of a
+type side by side through their tables, e.g. ``[sparse_fisher] type = "sparse"`` with another criterion). Every model is
 decoded on the held-out speakers (``eval_splits``) and compared with the model it replaces: WER and
 negative flips overall and per cohort (voice family, gender, and the update's names vs the rest),
 flagged by :class:`~fairspeech.updates.check.RegressionGate`. A first "single update" compares a
@@ -59,6 +60,7 @@ NAME_PATTERNS = {
 }
 _COMPILED = {k: re.compile(f"^{v}$") for k, v in NAME_PATTERNS.items()}
 _STATES = sorted(STATE_NAMES.values(), key=len, reverse=True)
+METHOD_TYPES = ("full", "sparse", "hashed")
 NAMES = "names"  # the cohort attribute: this update's names, other names, no name
 THIS_UPDATE, OTHER_NAMES, NO_NAME = "this update", "other names", "no name"
 
@@ -120,12 +122,31 @@ class Experiment:
         self.seed = seed
 
     # -- pieces ------------------------------------------------------------------------------------
-    def _trainer(self, kind: str, density: float) -> DiffTrainer | None:
+    def _type(self, method: str) -> str:
+        """A method's update type: its table's ``type`` (several methods of one type side by side, e.g. two
+        pruning criteria; such a method starts from its type's table), else the method's own name; one of
+        full, sparse, hashed."""
+        kind = self.settings.get(method, {}).get("type", method)
+        if kind not in METHOD_TYPES:
+            raise KeyError(f"method {method!r}: type {kind!r} is not one of {METHOD_TYPES} (set [{method}] type = ...)")
+        return kind
+
+    def _table(self, method: str) -> dict:
+        """A method's settings: its type's table (e.g. [sparse]), then its own on top, [<method>.train] merged the same way."""
+        kind, own = self._type(method), self.settings.get(method, {})
+        inherited = self.settings.get(kind, {}) if kind != method else {}
+        table = {**inherited, **own}
+        table["train"] = {**inherited.get("train", {}), **own.get("train", {})}
+        table.pop("type", None)
+        return table
+
+    def _trainer(self, method: str, density: float) -> DiffTrainer | None:
         s = self.settings
         value_bytes = fmt.VALUE_DTYPES[s["experiment"]["value_dtype"]].itemsize
+        kind = self._type(method)
         if kind == "full":
             return None
-        common = dict(value_dtype=s["experiment"]["value_dtype"], **{k: v for k, v in s.get(kind, {}).items() if k != "train"})
+        common = dict(value_dtype=s["experiment"]["value_dtype"], **{k: v for k, v in self._table(method).items() if k != "train"})
         if kind == "sparse":
             return DiffTrainer("sparse", density=density, **common)
         return DiffTrainer("hashed", bucket_ratio=budget_bucket_ratio(density, value_bytes), hash_seed=self.seed, **common)
@@ -145,27 +166,28 @@ class Experiment:
         io.write_json(cache, {"model": str(model_path), "model_sha256": digest, "hyps": hyps, "seconds": seconds})
         return hyps, seconds
 
-    def _update(self, tag: str, kind: str, density: float, base: Path, k: int, wanted: set[str] | None = None, overrides: list[str] = ()) -> dict:
+    def _update(self, tag: str, method: str, density: float, base: Path, k: int, wanted: set[str] | None = None, overrides: list[str] = ()) -> dict:
         exp = self.out / tag
         model_path, diff_path = exp / "model.safetensors", exp / DIFF_FILE
-        trainer = self._trainer(kind, density)
+        trainer = self._trainer(method, density)
         # [train] for every update, then the method's own [<method>.train] (a diff may need another schedule), then the caller's
-        overrides = [*self.overrides, *_train_overrides(self.settings.get(kind, {}).get("train", {})), *overrides]
+        overrides = [*self.overrides, *_train_overrides(self._table(method)["train"]), *overrides]
         summary_path = exp / "train_summary.json"
         if wanted is None:
             wanted = selection(self.train, self.assigned, k, self.settings["experiment"]["replay_ratio"], self.seed)
-        # What this update depends on: a rerun with other settings, data or base retrains it from scratch.
-        fingerprint = {"kind": kind, "density": density, "trainer": vars(trainer) if trainer else None, "seed": self.seed,
-                       "overrides": overrides, "base_sha256": file_sha256(base),
+        config = update_config(base, overrides, self.seed)
+        # What this update depends on: a rerun with other settings, data or base retrains it from scratch. The
+        # resolved schedule, not the overrides that led to it: two spellings of one schedule share their models.
+        fingerprint = {"kind": method, "density": density, "trainer": vars(trainer) if trainer else None, "seed": self.seed,
+                       "train": config.to_dict()["train"], "base_sha256": file_sha256(base),
                        "utterances": hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()}
         outputs = ["model.safetensors", "train_summary.json"] + ([DIFF_FILE] if trainer is not None else [])
         if not reuse_or_reset(exp, fingerprint, outputs):
-            config = update_config(base, overrides, self.seed)
             train_update(config, exp, trainer, lambda rows: rows[schema.UTT_ID].isin(wanted).to_numpy())
             shutil.rmtree(exp / "checkpoints", ignore_errors=True)  # the run is complete; its model and diff are what we keep
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        record = {"update": k, "method": kind, "density": density if kind != "full" else 1.0, "base": str(base), "model": str(model_path),
-                  "train": {key: summary[key] for key in ("steps", "train_minutes", "train_utterances")},
+        record = {"update": k, "method": method, "type": self._type(method), "density": density if trainer is not None else 1.0,
+                  "base": str(base), "model": str(model_path), "train": {key: summary[key] for key in ("steps", "train_minutes", "train_utterances")},
                   "sizes": _sizes(model_path, diff_path if trainer is not None else None)}
         if trainer is not None:
             diff = fmt.read_diff(diff_path)
@@ -205,7 +227,9 @@ class Experiment:
     # -- the run -----------------------------------------------------------------------------------
     def run(self) -> dict:
         s = self.settings["experiment"]
-        self.out = Path(s["out_dir"])
+        for method in {*s["chain_methods"], *s["single_methods"]}:
+            self._type(method)  # a misspelt method fails here, before any training
+        self.out = Path(s["out_dir"].format(seed=self.seed))  # "{seed}": one config serves every seed
         self.overrides = _train_overrides(self.settings.get("train", {}))
         self.gate = RegressionGate(**self.settings.get("gate", {}))
         self.eval_splits = list(s["eval_splits"])
@@ -236,7 +260,7 @@ class Experiment:
             "single_update": [], "chain": [], "gate": self.gate.to_dict(),
         }
         results["eval"]["base_wer"] = float(regression_table(self.eval_frame, self.references, base_hyps, base_hyps, n_boot=10).iloc[0]["new_wer"])
-        results_path = Path(s["results"])
+        results_path = Path(s["results"].format(seed=self.seed))
 
         def save() -> None:
             results["elapsed_minutes_this_run"] = (time.perf_counter() - started) / 60
