@@ -22,12 +22,16 @@ from scipy import stats
 from fairspeech.utils import io
 
 
-def gaps_by_update(results: dict) -> dict[str, dict[int, float]]:
-    """method -> update -> WER relative to the full update at that point of the chain (diff methods only)."""
-    out: dict[str, dict[int, float]] = {}
+def gaps_by_update(results: dict) -> dict[str, dict[str, float]]:
+    """method -> point -> WER relative to the full update there: "update1".."updateN" along the chain, and
+    "single" for the one very sparse update (its method named with its density, e.g. "sparse@0.01")."""
+    out: dict[str, dict[str, float]] = {}
     for record in results["chain"]:
         if "wer_relative_to_full" in record:
-            out.setdefault(record["method"], {})[int(record["update"])] = float(record["wer_relative_to_full"])
+            out.setdefault(record["method"], {})[f"update{int(record['update'])}"] = float(record["wer_relative_to_full"])
+    for record in results.get("single_update", []):
+        if "wer_relative_to_full" in record:
+            out.setdefault(f"{record['method']}@{record['density']:g}", {})["single"] = float(record["wer_relative_to_full"])
     return out
 
 
@@ -39,6 +43,28 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
     return mean, mean - half, mean + half
+
+
+def _point_order(point: str) -> tuple[int, int]:
+    return (0, 0) if point == "single" else (1, int(point.removeprefix("update")))
+
+
+def markdown_table(summary: dict) -> str:
+    """The single update's table, then the chain's: one row per method, one column per point, each cell the mean
+    gap [t-interval] (seeds within the tolerance / seeds)."""
+    tables = []
+    for single in (True, False):
+        methods = {m: rows for m, rows in summary["methods"].items() if ("single" in rows) == single}
+        points = sorted({k for rows in methods.values() for k in rows}, key=_point_order)
+        if not methods:
+            continue
+        lines = ["| method | " + " | ".join(points) + " |", "|---" * (len(points) + 1) + "|"]
+        for method, rows in methods.items():
+            cells = [f"{100 * rows[k]['mean']:+.1f}% [{100 * rows[k]['interval'][0]:+.1f}, {100 * rows[k]['interval'][1]:+.1f}] "
+                     f"({rows[k]['seeds_within']}/{rows[k]['seeds']})" if k in rows else "" for k in points]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def _comparable(run: dict) -> dict:
@@ -63,12 +89,12 @@ def across_seeds(runs: Sequence[dict], tolerance: float = 0.01) -> dict:
     per_seed = [gaps_by_update(run) for run in runs]
     out = {"seeds": seeds, "tolerance": tolerance, "methods": {}}
     for method in sorted({m for gaps in per_seed for m in gaps}):
-        updates = sorted({k for gaps in per_seed for k in gaps.get(method, {})})
+        points = sorted({k for gaps in per_seed for k in gaps.get(method, {})}, key=_point_order)
         rows = {}
-        for k in updates:
+        for k in points:
             values = [gaps[method][k] for gaps in per_seed if k in gaps.get(method, {})]
             mean, low, high = mean_interval(values)
-            rows[f"update{k}"] = {"per_seed": values, "mean": mean, "interval": [low, high], "seeds": len(values),
+            rows[k] = {"per_seed": values, "mean": mean, "interval": [low, high], "seeds": len(values),
                                   "seeds_within": int(sum(v <= tolerance for v in values)), "mean_within": bool(mean <= tolerance)}
         out["methods"][method] = rows
     return out
@@ -84,12 +110,7 @@ def main(argv=None) -> None:
     summary["results"] = list(args.results)
     if args.out:
         io.write_json(args.out, summary)
-    for method, rows in summary["methods"].items():
-        for name, row in rows.items():
-            print(f"{method:>6} {name}: mean {100 * row['mean']:+.2f}% [{100 * row['interval'][0]:+.2f}, {100 * row['interval'][1]:+.2f}] "
-                  f"over {row['seeds']} seeds, {row['seeds_within']} within {100 * args.tolerance:.0f}%; "
-                  + " ".join(f"{100 * v:+.2f}" for v in row["per_seed"]))
-
+    print(markdown_table(summary))
 
 if __name__ == "__main__":
     main()
