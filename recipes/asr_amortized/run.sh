@@ -7,6 +7,7 @@
 # (run.sh branched / run.sh gating runs one part; they can run side by side)
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
 # if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG), asr_costs.csv.
+# DISTILL=1 WEIGHTS="4.0 6.0" run.sh gating: block gating distilled towards the baseline (asr_block_gating_kd.json).
 # LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel. TRAIN_ARGS adds overrides to every
 # training, e.g. TRAIN_ARGS="--set train.threads=1" to run the two parts side by side on 2 cores (a baseline
 # step took 0.36 s with 2 threads and 0.52 s with 1: two 1-thread trainings get more done than one 2-thread one).
@@ -19,6 +20,10 @@ RESULTS=${RESULTS:-benchmarks/results}   # where the result JSON, plot and cost 
 MCU=mcu_100mflops
 WEIGHTS=${WEIGHTS:-"2.0 4.0 8.0"}
 INIT=(--set train.init_from=\"$BASE/model.safetensors\")
+# DISTILL=1: the gates are trained against the baseline's posteriors as well as the labels ([train] teacher; the
+# gated models go to gated_kd_<w>, the result to asr_block_gating_kd.json). The reference is then the baseline itself:
+# the teacher is the model a distilled student is meant to match, so no control is trained.
+DISTILL=${DISTILL:-}
 train() { ${LAUNCH:-python} -m fairspeech.asr.train "recipes/asr_amortized/$1.toml" --exp-dir "$2" "${INIT[@]}" "${@:3}" ${TRAIN_ARGS:-}; }
 SPLITS=${SPLITS:-test}   # the variants are compared on the held-out test speakers
 evaluate() { [ -f "$2/eval.json" ] || python -m fairspeech.asr.evaluate "$1/model.safetensors" --out "$2" --splits "$SPLITS" "${@:3}"; }
@@ -40,17 +45,22 @@ python -m fairspeech.asr.results amortized --reference "$EXP/branched/eval_slow_
 # 2. Block gating against the control fine-tuned on the same schedule.
 gating() {
 evaluate "$BASE" "$BASE/eval"
-train finetune "$EXP/finetuned"
-evaluate "$EXP/finetuned" "$EXP/finetuned/eval"
+if [ -n "$DISTILL" ]; then
+    kd=_kd; teach=(--set train.teacher=\"$BASE/model.safetensors\"); reference=$BASE/eval
+else
+    kd=; teach=(); reference=$EXP/finetuned/eval
+    train finetune "$EXP/finetuned"
+    evaluate "$EXP/finetuned" "$EXP/finetuned/eval"
+fi
 variants=(--variant "baseline=$BASE/eval")
 for w in $WEIGHTS; do
-    train gated "$EXP/gated_$w" --set gating.compute_weight="$w"
-    evaluate "$EXP/gated_$w" "$EXP/gated_$w/eval"
-    variants+=(--variant "w$w=$EXP/gated_$w/eval" --train "w$w=$EXP/gated_$w")
+    train gated "$EXP/gated${kd}_$w" --set gating.compute_weight="$w" "${teach[@]}"
+    evaluate "$EXP/gated${kd}_$w" "$EXP/gated${kd}_$w/eval"
+    variants+=(--variant "w$w=$EXP/gated${kd}_$w/eval" --train "w$w=$EXP/gated${kd}_$w")
 done
-python -m fairspeech.asr.results sweep --reference "$EXP/finetuned/eval" "${variants[@]}" \
-    --plot "$EXP/block_gating_wer_vs_compute.png" --out "$RESULTS/asr_block_gating.json"
-cp "$EXP/block_gating_wer_vs_compute.png" "$RESULTS/asr_block_gating_wer_vs_compute.png"
+python -m fairspeech.asr.results sweep --reference "$reference" "${variants[@]}" \
+    --plot "$EXP/block_gating${kd}_wer_vs_compute.png" --out "$RESULTS/asr_block_gating${kd}.json"
+cp "$EXP/block_gating${kd}_wer_vs_compute.png" "$RESULTS/asr_block_gating${kd}_wer_vs_compute.png"
 }
 
 # 3. One table: each model's per-cohort WER next to its estimated cost on every shipped accelerator profile.
