@@ -7,7 +7,7 @@
 # (run.sh branched / run.sh gating runs one part; they can run side by side)
 # Every model is evaluated per cohort with FLOPs and latency on an accelerator profile. Trainings resume
 # if interrupted (rerun). Results: benchmarks/results/asr_amortized.json, asr_block_gating.json (+ PNG), asr_costs.csv.
-# DISTILL=1 WEIGHTS="4.0 6.0" run.sh gating: block gating distilled towards the baseline (asr_block_gating_kd.json).
+# DISTILL=1 WEIGHTS="2.0 4.0 6.0 8.0" run.sh gating: block gating distilled towards the baseline (asr_block_gating_kd.json).
 # LAUNCH="torchrun --nproc_per_node 2" trains with DistributedDataParallel. TRAIN_ARGS adds overrides to every
 # training, e.g. TRAIN_ARGS="--set train.threads=1" to run the two parts side by side on 2 cores (a baseline
 # step took 0.36 s with 2 threads and 0.52 s with 1: two 1-thread trainings get more done than one 2-thread one).
@@ -42,7 +42,7 @@ python -m fairspeech.asr.results amortized --reference "$EXP/branched/eval_slow_
     --train branched="$EXP/branched" --out "$RESULTS/asr_amortized.json"
 }
 
-# 2. Block gating against the control fine-tuned on the same schedule.
+# 2. Block gating against the control fine-tuned on the same schedule (with DISTILL, against the baseline it is distilled from).
 gating() {
 evaluate "$BASE" "$BASE/eval"
 if [ -n "$DISTILL" ]; then
