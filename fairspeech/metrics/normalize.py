@@ -1,9 +1,17 @@
 """Text normalization applied identically to references and hypotheses before scoring.
 
-Default (documented in README and data_manifests/README.md):
-  1. Unicode NFKC, so visually identical strings compare equal;
-  2. lowercase;
-  3. punctuation -> space, except an apostrophe between two letters ("don't" stays one word);
+Default (documented in README and data_manifests/README.md), by Unicode category so every script
+family gets the same rules:
+  1. Unicode: apostrophe look-alikes (U+2019 ’, U+2018 ‘, U+02BC ʼ, U+0060 `, U+00B4 ´) become the
+     ASCII apostrophe, so "don’t" == "don't"; format characters (category Cf: zero-width space,
+     ZWNJ, ZWJ, word joiner, BOM U+FEFF, soft hyphen U+00AD, bidi marks) are deleted, since they are
+     invisible and must neither split nor change a word (Devanagari with or without a ZWJ is the same
+     word); then NFKC, which composes (e + U+0301 == é) and folds compatibility forms (ﬁ, fullwidth);
+  2. lowercase, with Turkish U+0130 İ -> i (plain ``lower()`` gives i + a combining dot U+0307);
+  3. punctuation -> space: every character that is not a letter (L), number (N), combining mark
+     (M: Devanagari and Tamil vowel signs and viramas, Hebrew niqqud, accents), whitespace or an
+     apostrophe between two word characters ("don't" stays one word); a combining mark left at
+     the start of a word (its base was punctuation) goes too;
   4. whitespace collapsed, ends stripped.
 User transforms (``str -> str`` callables) run after these, in order.
 """
@@ -11,14 +19,44 @@ User transforms (``str -> str`` callables) run after these, in order.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-# Any character that is neither a word character, whitespace nor an apostrophe is punctuation.
-_PUNCTUATION = re.compile(r"[^\w\s']|_")
+
+def _code_points(category_prefix: str) -> list[int]:
+    """Every code point whose Unicode category starts with ``category_prefix`` ("M", "Cf").
+
+    Marks and format characters live in planes 0, 1 and 14 only, so the scan takes ~40 ms.
+    """
+    planes = [*range(0x20000), *range(0xE0000, min(0xE1000, sys.maxunicode + 1))]
+    return [cp for cp in planes if unicodedata.category(chr(cp)).startswith(category_prefix)]
+
+
+def _char_class(code_points: list[int]) -> str:
+    """The body of a regex character class holding exactly ``code_points``, as ranges."""
+    ranges, start = [], None
+    for cp, following in zip(code_points, [*code_points[1:], None]):
+        start = cp if start is None else start
+        if following != cp + 1:
+            ranges.append(f"\\U{start:08x}-\\U{cp:08x}" if cp > start else f"\\U{cp:08x}")
+            start = None
+    return "".join(ranges)
+
+
+# Combining marks (Mn, Mc, Me). Python's \w holds letters, numbers and "_" but no marks, so without
+# them a Devanagari vowel sign, a Tamil virama or a Hebrew point would split its word.
+_MARKS = _char_class(_code_points("M"))
+# Apostrophe look-alikes -> "'", format characters (Cf) deleted. Applied before NFKC, which would turn
+# U+00B4 into a space and a combining accent.
+_UNICODE_FOLD = {**{cp: None for cp in _code_points("Cf")}, **{ord(c): "'" for c in "\u2019\u2018\u02bc\u0060\u00b4"}}
+# Any character that is neither a word character, a combining mark, whitespace nor an apostrophe is punctuation.
+_PUNCTUATION = re.compile(rf"[^\w\s'{_MARKS}]|_")
+# A combining mark with no base left (at the start of a word) is dropped with the punctuation it sat on.
+_ORPHAN_MARKS = re.compile(rf"(?<!\S)[{_MARKS}]+")
 # Apostrophes that do not sit between two word characters ("'quoted'", "dogs'") are punctuation too.
-_STRAY_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+_STRAY_APOSTROPHE = re.compile(rf"(?<![\w{_MARKS}])'|'(?![\w{_MARKS}])")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -31,11 +69,12 @@ class TextNormalizer:
 
     def __call__(self, text: str) -> str:
         if self.unicode_nfkc:
-            text = unicodedata.normalize("NFKC", text)
+            text = unicodedata.normalize("NFKC", text.translate(_UNICODE_FOLD))
         if self.lowercase:
-            text = text.lower()
+            text = text.replace("\u0130", "i").lower()
         if self.remove_punctuation:
             text = _PUNCTUATION.sub(" ", text)
+            text = _ORPHAN_MARKS.sub("", text)
             text = _STRAY_APOSTROPHE.sub(" ", text)
         for transform in self.transforms:
             text = transform(text)
@@ -45,8 +84,9 @@ class TextNormalizer:
     def tokenwise(self) -> bool:
         """True when normalizing each whitespace token alone gives the same words as the whole text.
 
-        Holds for the built-in steps (each is character-local or stops at whitespace: NFKC, lowercasing
-        with its final-sigma rule, punctuation, stray apostrophes), not for arbitrary user transforms.
+        Holds for the built-in steps (each is character-local or stops at whitespace: the apostrophe and
+        format-character fold, NFKC, lowercasing with its final-sigma rule, punctuation, orphan marks,
+        stray apostrophes), not for arbitrary user transforms.
         """
         return not self.transforms
 

@@ -6,7 +6,9 @@ same normalized text.
 
 Speed: each distinct whitespace token is normalized once and mapped to one private character, so
 an utterance becomes a short string and rapidfuzz aligns it on its C fast path; identical pairs
-skip alignment. Large inputs are split over worker processes.
+skip alignment. Large inputs are split over worker processes. There is no vocabulary limit: once a
+run has more distinct words than there are code points from U+E000 (1,056,768), utterances become
+lists of word numbers instead, which rapidfuzz aligns the same way, only slower.
 """
 
 from __future__ import annotations
@@ -24,25 +26,43 @@ from fairspeech.data import schema
 from fairspeech.metrics.normalize import TextNormalizer, TokenCache
 
 COUNT_DTYPE = np.int32
-_FIRST_CODE = 0xE000  # private-use area; code points above it are plentiful (~1.1M distinct words)
+_FIRST_CODE = 0xE000  # private-use area and above: one character per word for the first ~1.06M words
+_CHAR_CODES = 0x10FFFF + 1 - _FIRST_CODE
 _PARALLEL_MIN = 200_000  # below this, process start-up costs more than it saves
 _CHUNK = 50_000
 
 
+class _VocabularyFull(Exception):
+    """More distinct words than single-character codes: the counter switches to word numbers."""
+
+
 class _WordEncoder:
-    """Normalized text -> one character per word, consistent across all utterances of a run."""
+    """Normalized text -> one code per word, consistent across all utterances of a run.
+
+    Called with ``wide=False``: a string of one character per word (raises :class:`_VocabularyFull`
+    once the characters run out); with ``wide=True``: a tuple of word numbers, without limit.
+    """
 
     def __init__(self):
-        self.codes: dict[str, str] = {}
+        self.numbers: dict[str, int] = {}
 
-    def __call__(self, normalized: str) -> str:
+    def number(self, word: str) -> int:
+        number = self.numbers.get(word)
+        if number is None:
+            number = self.numbers[word] = len(self.numbers)
+        return number
+
+    def chars(self, normalized: str) -> str:
         out = []
         for word in normalized.split():
-            code = self.codes.get(word)
-            if code is None:
-                code = self.codes[word] = chr(_FIRST_CODE + len(self.codes))
-            out.append(code)
+            number = self.number(word)
+            if number >= _CHAR_CODES:
+                raise _VocabularyFull
+            out.append(chr(_FIRST_CODE + number))
         return "".join(out)
+
+    def wide(self, normalized: str) -> tuple[int, ...]:
+        return tuple(map(self.number, normalized.split()))
 
 
 class _ChunkCounter:
@@ -51,19 +71,34 @@ class _ChunkCounter:
     def __init__(self, normalizer: TextNormalizer):
         self.normalizer = normalizer
         self.encoder = _WordEncoder()
+        self.wide = False
+        self._set_encode(self.encoder.chars, "".join)
+
+    def _set_encode(self, encode_words, join) -> None:
+        normalizer = self.normalizer
         if normalizer.tokenwise:
-            lookup = TokenCache(normalizer, self.encoder).__getitem__
-            self.encode = lambda text: "".join(map(lookup, text.split()))
+            lookup = TokenCache(normalizer, encode_words).__getitem__
+            self.encode = lambda text: join(map(lookup, text.split()))
         else:
-            self.encode = lambda text: self.encoder(normalizer(text))
+            self.encode = lambda text: encode_words(normalizer(text))
+
+    def _encode_pair(self, reference: str, hypothesis: str):
+        """Both texts in one code space: strings of characters, or (past ~1.06M words) tuples of numbers."""
+        if not self.wide:
+            try:
+                return self.encode(reference), self.encode(hypothesis)
+            except _VocabularyFull:
+                # Word numbers stay the same; only their spelling changes, from here on.
+                self.wide = True
+                self._set_encode(self.encoder.wide, lambda parts: tuple(n for part in parts for n in part))
+        return self.encode(reference), self.encode(hypothesis)
 
     def __call__(self, references: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         """(n, 5) array: hits, substitutions, deletions, insertions, reference words."""
-        encode = self.encode
+        encode_pair = self._encode_pair
         out = np.zeros((len(references), 5), dtype=COUNT_DTYPE)
         for i in range(len(references)):
-            ref = encode(references[i])
-            hyp = encode(hypotheses[i])
+            ref, hyp = encode_pair(references[i], hypotheses[i])
             n_ref = len(ref)
             if ref == hyp:
                 out[i, 0] = n_ref
@@ -78,16 +113,13 @@ class _ChunkCounter:
                 else:
                     ins += 1
             out[i] = (n_ref - subs - dels, subs, dels, ins, n_ref)
-        if len(self.encoder.codes) > 0x10FFFF - _FIRST_CODE:
-            raise OverflowError("more distinct words than Unicode code points; split the input")
         return out
 
     def hit_masks(self, references: Sequence[str], hypotheses: Sequence[str]) -> list[np.ndarray]:
         """For each pair, one bool per normalized reference word: recognized (a hit) in the same alignment."""
         masks = []
         for reference, hypothesis in zip(references, hypotheses):
-            ref = self.encode(reference)
-            hyp = self.encode(hypothesis)
+            ref, hyp = self._encode_pair(reference, hypothesis)
             mask = np.ones(len(ref), dtype=bool)
             if ref != hyp:
                 for tag, src, _ in Levenshtein.editops(ref, hyp):
