@@ -18,6 +18,7 @@ from fairspeech import __version__
 from fairspeech.data import schema
 from fairspeech.data.manifest import Manifest
 from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError
+from fairspeech.errors import InputError
 from fairspeech.metrics.cohort_frame import CohortFrame
 from fairspeech.metrics.normalize import TextNormalizer
 from fairspeech.metrics.wer import alignment_counts
@@ -30,7 +31,13 @@ def parse_by(specs: str | Sequence[str] | None) -> list[list[str]]:
         return []
     if isinstance(specs, str):
         specs = [s for s in specs.split(",") if s.strip()]
-    return [[part.strip() for part in spec.split("*")] for spec in specs]
+    parsed = [[part.strip() for part in spec.split("*")] for spec in specs]
+    for spec, parts in zip(specs, parsed):
+        if not all(parts):
+            raise InputError(f"--by {spec.strip()!r}: an empty attribute name around '*'")
+        if len(set(parts)) < len(parts):
+            raise InputError(f"--by {spec.strip()!r} intersects an attribute with itself; write it once")
+    return parsed
 
 
 @dataclass
@@ -49,6 +56,14 @@ class AuditSettings:
     # cohorts finds noise (k-means picked k=10 with 5-speaker floors on the demo's 160-speaker folds).
     discover_min_speakers: int = 20
     workers: int | None = None
+
+    def __post_init__(self):
+        # A bad number here would not fail later, only give silently wrong intervals or p-values.
+        if not 0 < self.alpha < 1:
+            raise InputError(f"--alpha must be strictly between 0 and 1 (0.05 gives 95% intervals), got {self.alpha}")
+        for name in ("n_boot", "n_permutations", "min_speakers", "discover_min_speakers"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
     @classmethod
     def create(cls, by=None, *, normalizer: TextNormalizer | None = None, discover: Sequence[str] = (), **options) -> "AuditSettings":
@@ -196,10 +211,37 @@ def summarize(
     return overall, tables, discovery, timings
 
 
+# Columns that identify or measure utterances; a cohort of them is no cohort (speaker_id: every cohort
+# would be one speaker, which the speaker bootstrap cannot resample).
+NOT_ATTRIBUTES = (schema.SPEAKER_ID, schema.UTT_ID, schema.REFERENCE, schema.HYPOTHESIS, *schema.COUNT_COLUMNS, schema.N_UTTERANCES)
+# A numeric --by column with more distinct values than this is an error: bin it first.
+MAX_NUMERIC_LEVELS = 20
+
+
 def check_by_columns(settings: AuditSettings, columns, source: str) -> None:
-    unknown = sorted({c for spec in settings.by for c in spec if c not in columns})
+    named = sorted({c for spec in settings.by for c in spec})
+    reserved = [c for c in named if c in NOT_ATTRIBUTES or c.startswith("_")]
+    if reserved:
+        raise ManifestError(f"--by {reserved[0]!r} is not an attribute: cohorts are groups of speakers, and the intervals and "
+                         "p-values resample speakers (per-speaker counts are in alignments.parquet)", source, None, reserved[0])
+    unknown = [c for c in named if c not in columns]
     if unknown:
-        raise KeyError(f"--by names {unknown}, not columns of {source}; it has {[c for c in columns if not c.startswith('_')]}")
+        raise ManifestError(f"--by names {unknown}, not columns of the manifest; it has {[c for c in columns if not c.startswith('_')]}", source, None, unknown[0])
+
+
+def check_by_values(settings: AuditSettings, frame: pd.DataFrame, source: str) -> None:
+    """A numeric attribute with many distinct values (age in years, a duration) would make one tiny cohort
+    per value, nearly all suppressed: an error asking to bin it, rather than a table of noise."""
+    for column in sorted({c for spec in settings.by for c in spec}):
+        values = frame[column].dropna()
+        numeric = pd.to_numeric(values, errors="coerce")
+        levels = values.nunique()
+        if len(values) and numeric.notna().all() and levels > MAX_NUMERIC_LEVELS:
+            raise ManifestError(
+                f"--by {column!r} is numeric with {levels} distinct values (at most {MAX_NUMERIC_LEVELS} are audited as "
+                f"labels); bin it into a column of ranges (e.g. {column}_band = 18-29, 30-44, ...) and audit that",
+                source, None, column,
+            )
 
 
 def run_audit(
@@ -221,6 +263,7 @@ def run_audit(
     settings = AuditSettings.create(by, **options)
     workers = settings.workers
     check_by_columns(settings, manifest.frame.columns, manifest.path)
+    check_by_values(settings, manifest.frame, manifest.path)
     start = time.perf_counter()
     utterances = score_utterances(
         manifest.frame, settings.normalizer, manifest.exclusions, workers=workers, skip_bad_rows=skip_bad_rows, progress=progress

@@ -75,12 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _normalizer(args):
+    from fairspeech.errors import InputError
     from fairspeech.metrics.normalize import TextNormalizer, regex_transform
 
     transforms = []
     for item in args.normalize_sub:
         if "=>" not in item:
-            raise SystemExit(f"error: --normalize-sub expects PATTERN=>REPLACEMENT, got {item!r}")
+            raise InputError(f"--normalize-sub expects PATTERN=>REPLACEMENT, got {item!r}")
         pattern, replacement = item.split("=>", 1)
         transforms.append(regex_transform(pattern, replacement))
     return TextNormalizer(lowercase=not args.keep_case, remove_punctuation=not args.keep_punctuation, transforms=tuple(transforms))
@@ -91,6 +92,10 @@ def _read_table(path: str | None):
         return None
     import pandas as pd
 
+    from fairspeech.errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError(f"no such file: {path}")
     if path.endswith((".parquet", ".pq")):
         return pd.read_parquet(path)
     return pd.read_csv(path, dtype={"zip": str}, comment="#")
@@ -138,6 +143,7 @@ def _split(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fairspeech.data.manifest import ManifestError, read_manifest
+    from fairspeech.errors import InputError
 
     try:
         if args.command == "audit" and args.engine == "dask":
@@ -149,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows,
                 require_hypothesis=args.asr is None,
             )
+            if args.asr and "audio_start" in manifest.frame.columns:
+                raise ManifestError("--asr transcribes whole audio files; this Kaldi dir's utterances are segments of "
+                                    "recordings (segments file): decode them with your recognizer and pass --hyp", args.manifest)
             if args.asr:
                 from fairspeech.asr.transcribe import transcribe_manifest
 
@@ -169,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             _run_audit(args, read_manifest(manifest_path), _split(args.discover))
         else:
             return args.handler(args)
-    except (ManifestError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+    except InputError as error:  # bad input or options; anything else is a bug and keeps its traceback
+        # args[0], not str(): a KeyError subclass (ProfileError) would print its message quoted.
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2
     return 0
 

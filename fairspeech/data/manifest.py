@@ -157,6 +157,7 @@ def validate(
         frame[schema.DURATION] = durations
     duplicated = frame[schema.UTT_ID].duplicated(keep=False).to_numpy()
     problems["duplicate utt_id"] = (duplicated, schema.UTT_ID)
+    _blank_attributes_to_missing(frame)
 
     bad_any = np.zeros(len(frame), dtype=bool)
     exclusions: dict[str, int] = {}
@@ -187,6 +188,22 @@ def validate(
     if len(frame) == 0:
         raise ManifestError(f"no usable rows (excluded: {exclusions})", path)
     return frame, exclusions
+
+
+# Columns validated and typed above, or not attributes at all; every other column is an attribute.
+_NOT_ATTRIBUTES = {schema.UTT_ID, schema.SPEAKER_ID, schema.REFERENCE, schema.HYPOTHESIS, schema.LAT, schema.LON, schema.ZIP,
+                   schema.DURATION, FILE_COL, LINE_COL}
+
+
+def _blank_attributes_to_missing(frame: pd.DataFrame) -> None:
+    """A blank cell ('' or spaces, as CSV writes a missing value) and a null (JSON null, Parquet null)
+    are one thing, a missing attribute, so cohort tables give both the one label "(missing)"."""
+    for column in frame.columns:
+        if column in _NOT_ATTRIBUTES or not (pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column])):
+            continue
+        blank = frame[column].astype("string").str.strip().eq("").fillna(False).to_numpy(bool)
+        if blank.any():
+            frame[column] = frame[column].mask(blank, None)
 
 
 def _zip5(value) -> str | None:

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, score_utterances, summarize
+from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, check_by_values, score_utterances, summarize
 from fairspeech.data import schema
 from fairspeech.data.manifest import validate
 from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError, parquet_files
@@ -165,6 +165,7 @@ def run_audit_dask(
         if cluster is not None:
             cluster.close()
     scoring_s = time.perf_counter() - start
+    check_by_values(settings, units, str(path))
     overall, tables, discovery, timings = summarize(units, settings, zip_attributes=zip_attributes, embeddings=embeddings, progress=progress)
     source = {"path": str(path), "format": "parquet", "engine": "dask", "partitions": len(partitions), "exclusions": exclusions}
     return AuditResult(source, settings, None, overall, tables, discovery, {"scoring": scoring_s, **timings})

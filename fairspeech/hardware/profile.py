@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairspeech.errors import InputError
+
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "single_thread_650mflops"
 
@@ -48,9 +50,9 @@ class AcceleratorProfile:
         }
 
 
-class ProfileError(ValueError, KeyError):
+class ProfileError(InputError, KeyError):
     """A profile file that cannot be used; ``path`` and ``field`` say where. (A KeyError too, as unknown
-    fields used to raise one.)"""
+    fields used to raise one; an InputError, so the CLI reports it and exits 2.)"""
 
     def __init__(self, path: Path, field: str | None, message: str):
         self.path, self.field = path, field
