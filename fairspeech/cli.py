@@ -91,14 +91,18 @@ def _read_table(path: str | None):
     if path is None:
         return None
     import pandas as pd
+    import pyarrow
 
     from fairspeech.errors import InputError
 
     if not Path(path).is_file():
         raise InputError(f"no such file: {path}")
-    if path.endswith((".parquet", ".pq")):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={"zip": str}, comment="#")
+    try:
+        if path.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={"zip": str}, comment="#")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, pyarrow.ArrowException) as error:
+        raise InputError(f"file {path}: cannot be read as {'Parquet' if path.endswith(('.parquet', '.pq')) else 'UTF-8 CSV'} ({error})") from None
 
 
 def _run_audit(args, manifest, discover: list[str]) -> None:
