@@ -223,7 +223,7 @@ def check_by_columns(settings: AuditSettings, columns, source: str) -> None:
     reserved = [c for c in named if c in NOT_ATTRIBUTES or c.startswith("_")]
     if reserved:
         raise ManifestError(f"--by {reserved[0]!r} is not an attribute: cohorts are groups of speakers, and the intervals and "
-                         "p-values resample speakers (per-speaker counts are in alignments.parquet)", source, None, reserved[0])
+                            "p-values resample speakers (per-speaker counts are in alignments.parquet)", source, None, reserved[0])
     unknown = [c for c in named if c not in columns]
     if unknown:
         raise ManifestError(f"--by names {unknown}, not columns of the manifest; it has {[c for c in columns if not c.startswith('_')]}", source, None, unknown[0])

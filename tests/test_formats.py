@@ -109,3 +109,10 @@ def test_nemo_without_audio_path_is_a_missing_utt_id(tmp_path):
     with pytest.raises(ManifestError, match="missing utt_id") as error:
         read_manifest(path)
     assert error.value.line == 2
+
+
+def test_csv_fields_longer_than_the_csv_module_default_limit(tmp_path):
+    """A long-form transcript over 128 KiB in one CSV field reads (the csv module's default limit)."""
+    words = " ".join(["word"] * 40_000)  # ~200 KB
+    pd.DataFrame([{"utt_id": "u1", "speaker_id": "s1", "reference": words, "hypothesis": words}]).to_csv(tmp_path / "m.csv", index=False)
+    assert read_manifest(tmp_path / "m.csv").frame["reference"].iloc[0] == words

@@ -191,8 +191,8 @@ def validate(
 
 
 # Columns validated and typed above, or not attributes at all; every other column is an attribute.
-_NOT_ATTRIBUTES = {schema.UTT_ID, schema.SPEAKER_ID, schema.REFERENCE, schema.HYPOTHESIS, schema.LAT, schema.LON, schema.ZIP,
-                   schema.DURATION, FILE_COL, LINE_COL}
+_NOT_ATTRIBUTES = {schema.UTT_ID, schema.SPEAKER_ID, schema.REFERENCE, schema.HYPOTHESIS, schema.AUDIO_PATH, schema.LAT,
+                   schema.LON, schema.ZIP, schema.DURATION, FILE_COL, LINE_COL}
 
 
 def _blank_attributes_to_missing(frame: pd.DataFrame) -> None:

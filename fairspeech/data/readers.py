@@ -15,7 +15,6 @@ import io
 import json
 import os
 from pathlib import Path, PurePath
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,7 +67,8 @@ def read_text(path: Path, sep: str | None = None) -> str:
             parts = prefix.split(maxsplit=1)
             field = "id" if len(parts) == 0 or (len(parts) == 1 and not prefix[-1:].isspace()) else "value"
         else:
-            header = data[: data.find(b"\n")].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r").split(sep)
+            first_line = data.split(b"\n", 1)[0]
+            header = first_line.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r").split(sep)
             index = prefix.count(sep.encode())
             field = "(header)" if line == 1 else header[index] if index < len(header) else f"#{index + 1}"
         raise ManifestError(
@@ -83,6 +83,8 @@ def _string_table(path: Path, sep: str) -> pd.DataFrame:
     """A delimited file with a header; every field is text, so ids and zip codes keep leading zeros."""
     text = read_text(path, sep)
     kind = "TSV" if sep == "\t" else "CSV"
+    # The csv module refuses fields over 128 KiB by default; a long-form transcript can be longer.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     # TSV is read unquoted (a '"' is part of the text), CSV with standard quoting.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL, strict=True)
     header, header_line, rows, lines, last = None, 0, [], [], 0
