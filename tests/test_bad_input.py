@@ -115,6 +115,10 @@ def csv_named_parquet(tmp):
     return write(tmp / "m.parquet", CSV_TEXT), []
 
 
+def csv_named_parquet_dask(tmp):
+    return write(tmp / "m.parquet", CSV_TEXT), ["--engine", "dask"]
+
+
 def kaldi_utt2dur_not_numeric(tmp):
     kaldi = kaldi_copy(tmp)
     utts = [line.split()[0] for line in (kaldi / "text").read_text().splitlines()]
@@ -192,6 +196,7 @@ ERRORS = [
     ("trailing comma on every row", trailing_comma_every_row, "trailing ','", "m.csv", 2, f"#{len(HEADER) + 1} (no header)"),
     ("line numbers are physical (quoted newlines)", line_after_quoted_newline, "empty reference", "m.csv", 6, "reference"),
     ("a CSV named .parquet", csv_named_parquet, "not a readable Parquet file", "m.parquet", None, None),
+    ("a CSV named .parquet, --engine dask", csv_named_parquet_dask, "not a readable Parquet file", "m.parquet", None, None),
     ("non-numeric Kaldi utt2dur", kaldi_utt2dur_not_numeric, "'2.5s'", "utt2dur", 7, "duration"),
     ("non-numeric Kaldi segments", kaldi_segments_not_numeric, "'end'", "segments", 3, "end"),
     ("Kaldi segment ending before it starts", kaldi_segments_backwards, "not after start", "segments", 10, "end"),

@@ -177,16 +177,23 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _parquet_frame(file: Path) -> pd.DataFrame:
+def parquet_file(file: Path):
+    """``pyarrow.parquet.ParquetFile(file)``; a file that is not Parquet (a CSV under a .parquet name) is a ManifestError."""
     import pyarrow
+    import pyarrow.parquet as pq
 
-    if file.stat().st_size == 0:
+    if Path(file).stat().st_size == 0:
         raise ManifestError("empty file", file)
     try:
-        return pd.read_parquet(file)
+        return pq.ParquetFile(file)
     except pyarrow.ArrowException as error:
         raise ManifestError(f"not a readable Parquet file ({error}); is it CSV or another format under a .parquet name? "
                             "Pass --format, or rename it", file) from None
+
+
+def _parquet_frame(file: Path) -> pd.DataFrame:
+    parquet_file(file)  # its footer, checked: a clear error for a file that is not Parquet
+    return pd.read_parquet(file)
 
 
 def utt_ids_from_paths(paths: pd.Series) -> pd.Series:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from fairspeech.audit import AuditResult, AuditSettings, check_by_columns, check_by_values, score_utterances, summarize
 from fairspeech.data import schema
 from fairspeech.data.manifest import validate
-from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError, parquet_files
+from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError, parquet_file, parquet_files
 from fairspeech.metrics.normalize import TextNormalizer
 
 _SUMMED = [*schema.COUNT_COLUMNS, schema.N_UTTERANCES]
@@ -43,7 +43,7 @@ def list_partitions(path: str | Path) -> list[Partition]:
     """Every row group of every Parquet file under ``path`` (a file or a directory), in a stable order."""
     partitions = []
     for file in parquet_files(Path(path)):
-        metadata = pq.ParquetFile(file).metadata
+        metadata = parquet_file(file).metadata  # a file that is not Parquet: a ManifestError naming it
         first = 0
         for group in range(metadata.num_row_groups):
             partitions.append(Partition(str(file), group, first))
