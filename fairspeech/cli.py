@@ -131,13 +131,22 @@ def _run_audit(args, manifest, discover: list[str]) -> None:
         if table.gap:
             g = table.gap
             print(f"  by {table.name}: worst {g['worst']} {100 * g['wer_worst']:.2f}% vs best {g['best']} "
-                  f"{100 * g['wer_best']:.2f}% (gap {100 * g['difference']:.2f} pts [{100 * g['difference_low']:.2f}, {100 * g['difference_high']:.2f}])")
+                  f"{100 * g['wer_best']:.2f}% (gap {100 * g['difference']:.2f} pts [{_pts(g['difference_low'])}, {_pts(g['difference_high'])}] "
+                  f"simultaneous; max-statistic p {_p(table.global_test['p_value'])})")
     if result.discovery is not None:
         print(result.discovery.comparison.to_string(index=False))
     exclusions = result.source.get("exclusions")
     if exclusions:
         print(f"excluded rows: {exclusions}")
     print(f"wrote {out / 'report.html'}, {out / 'audit.json'}, {out / 'cohorts.csv'}")
+
+
+def _pts(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"  # None: undefined (a 1-speaker cohort has no spread)
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _split(text: str) -> list[str]:

@@ -102,3 +102,103 @@ def test_cohort_frame_views_suppression_and_gap():
     # Same seed, same numbers.
     again = CohortFrame(frame, ["gender", "age"], n_boot=300, n_permutations=99, min_speakers=5, seed=0)
     pd.testing.assert_frame_equal(cf.by_group, again.by_group)
+
+
+def test_max_statistic_pvalue_matches_exact_enumeration():
+    """On 8 speakers in cohorts of 3, 3 and 2 every one of the 560 labelings can be listed: the Monte
+    Carlo p-values (per cohort and max statistic) must agree with the exact ones within their error."""
+    import itertools
+
+    errors = np.array([0.0, 10.0, 0.0, 5.0, 4.0, 12.0, 8.0, 12.0])
+    words = np.array([20.0, 25.0, 18.0, 30.0, 22.0, 35.0, 15.0, 28.0])
+    strata = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+
+    def statistics(labels):
+        e_in = np.bincount(labels, weights=errors, minlength=3)
+        w_in = np.bincount(labels, weights=words, minlength=3)
+        return np.abs(e_in / w_in - (errors.sum() - e_in) / (words.sum() - w_in))
+
+    labelings = sorted(set(itertools.permutations(strata)))
+    assert len(labelings) == 560
+    every = np.array([statistics(np.array(lab)) for lab in labelings])
+    observed = statistics(strata)
+    exact_per_cohort = (every >= observed - 1e-12).mean(axis=0)
+    sd = every.std(axis=0)
+    def max_p(scale):
+        return ((every / scale).max(axis=1) >= (observed / scale).max() - 1e-12).mean()
+
+    exact_max = max_p(sd)
+    # The statistic takes few values, so an example was picked whose exact p does not move when the
+    # standardizing SDs (estimated from the sampled labelings in the Monte Carlo test) move by 5%.
+    assert all(max_p(sd * np.array(f)) == exact_max for f in itertools.product([0.95, 1.05], repeat=3))
+
+    n = 20_000
+    tests = bs.permutation_tests(errors, words, strata, 3, n, seed=5)
+    for mc, exact in [(tests.max_pvalue, exact_max), *zip(tests.pvalues, exact_per_cohort)]:
+        assert abs(mc - exact) < 4 * np.sqrt(exact * (1 - exact) / n) + 1 / n, (mc, exact)
+    # The standardized max is not the per-cohort minimum p: the test really is a joint one.
+    assert exact_max > exact_per_cohort.min()
+
+
+def test_jackknife_t_interval_matches_hand_computation():
+    errors, words = np.array([1.0, 2.0, 6.0]), np.array([10.0, 10.0, 20.0])
+    se, se_log = bs.jackknife_se(errors, words, np.zeros(3, np.int64), 1)
+    left_out = np.array([8 / 30, 7 / 30, 3 / 20])  # WER without speaker 1, 2, 3
+    logs = np.log(left_out)
+    assert se[0] == pytest.approx(np.sqrt(2 / 3 * ((left_out - left_out.mean()) ** 2).sum()))
+    assert se_log[0] == pytest.approx(np.sqrt(2 / 3 * ((logs - logs.mean()) ** 2).sum()))
+    t2 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5%
+    low, high = bs.t_interval(np.array([9 / 40]), se, se_log, np.array([3]))
+    assert (low[0], high[0]) == pytest.approx((9 / 40 * np.exp(-t2 * se_log[0]), 9 / 40 * np.exp(t2 * se_log[0])))
+    # Only one speaker has errors: without it the WER is 0, the log scale is undefined, so the WER-scale
+    # interval, floored at 0.
+    errors = np.array([0.0, 0.0, 3.0])
+    se, se_log = bs.jackknife_se(errors, words, np.zeros(3, np.int64), 1)
+    left_out = np.array([3 / 30, 3 / 30, 0.0])
+    assert se[0] == pytest.approx(np.sqrt(2 / 3 * ((left_out - left_out.mean()) ** 2).sum()))
+    low, high = bs.t_interval(np.array([3 / 40]), se, se_log, np.array([3]))
+    assert low[0] == 0.0 and high[0] == pytest.approx(3 / 40 + t2 * se[0])
+    # One speaker: no spread to estimate.
+    low, high = bs.t_interval(np.array([0.1]), *bs.jackknife_se(np.array([1.0]), np.array([10.0]), np.zeros(1, np.int64), 1), np.array([1]))
+    assert np.isnan(low[0]) and np.isnan(high[0])
+
+
+def test_five_speaker_cohorts_keep_coverage_where_the_percentile_bootstrap_does_not():
+    rng = np.random.default_rng(6)
+    cohorts, size, true_wer = 2000, 5, 0.15
+    rate = rng.beta(2.0, 2.0 * (1 - true_wer) / true_wer, cohorts * size)
+    words = rng.integers(10, 200, cohorts * size).astype(float)
+    errors = rng.binomial(words.astype(int), rate).astype(float)
+    strata = np.repeat(np.arange(cohorts), size)
+    wer = np.bincount(strata, weights=errors) / np.bincount(strata, weights=words)
+    low, high = bs.t_interval(wer, *bs.jackknife_se(errors, words, strata, cohorts), np.full(cohorts, size))
+    coverage = np.mean((low <= true_wer) & (true_wer <= high))
+    rep_e, rep_w = bs.stratified_bootstrap(errors, words, strata, list(range(cohorts)), 300, seed=0)
+    p_low, p_high = bs.percentile_interval(bs.ratio(rep_e, rep_w))
+    percentile = np.mean((p_low <= true_wer) & (true_wer <= p_high))
+    assert coverage >= 0.92 and percentile < 0.87, (coverage, percentile)
+
+
+def test_simultaneous_critical_value_reduces_to_known_quantiles():
+    rng = bs.stream(0, "test")
+    # One pair with (nearly) known variances: |N(0, 1)|, whose 97.5% point is 1.96.
+    assert bs.simultaneous_critical(np.array([0.01, 0.02]), np.array([10**6, 10**6]), 0.05, 40_000, rng) == pytest.approx(1.96, abs=0.04)
+    # Few speakers: heavier tails than the normal; more cohorts: a larger max.
+    small = bs.simultaneous_critical(np.array([0.01, 0.01]), np.array([4, 4]), 0.05, 40_000, rng)
+    many = bs.simultaneous_critical(np.full(8, 0.01), np.full(8, 10**6), 0.05, 40_000, rng)
+    assert 2.2 < small < 2.5 and many > 2.8
+    assert np.isnan(bs.simultaneous_critical(np.array([0.01]), np.array([4]), 0.05, 100, rng))
+
+
+def test_on_null_data_the_adjusted_gap_and_max_test_hold_their_level_and_the_naive_gap_does_not():
+    rng = np.random.default_rng(7)
+    naive, adjusted, max_test = [], [], []
+    for trial in range(60):
+        frame = simulate_speakers(rng, n_speakers=48, utts=(1, 6))
+        frame["cohort"] = frame["speaker_id"].map(lambda s: f"c{int(s[1:]) % 8}")  # 8 cohorts of 6, no true difference
+        cf = CohortFrame(frame, "cohort", n_boot=400, n_permutations=199, seed=trial)
+        naive.append(cf.gap["naive_difference_low"] > 0)
+        adjusted.append(cf.gap["difference_low"] > 0)
+        max_test.append(cf.global_test["p_value"] < 0.05)
+    assert np.mean(naive) > 0.3 and np.mean(adjusted) <= 0.1 and np.mean(max_test) <= 0.12, (np.mean(naive), np.mean(adjusted), np.mean(max_test))
+    assert "not a test" in cf.gap["naive"] and cf.gap["difference_low"] <= cf.gap["difference"] <= cf.gap["difference_high"]

@@ -1,4 +1,4 @@
-"""Speaker-level resampling: bootstrap intervals, permutation p-values, Benjamini-Hochberg.
+"""Speaker-level uncertainty: bootstrap and jackknife intervals, permutation p-values, Benjamini-Hochberg.
 
 Utterances of one speaker are correlated, so the resampling unit is always the speaker (or, where an
 attribute varies within a speaker, the speaker's utterances inside one cohort). Every function takes
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,12 +80,100 @@ def percentile_interval(replicates: np.ndarray, alpha: float = 0.05, axis: int =
     return low, high
 
 
-def permutation_pvalues(
-    errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_strata: int, n_permutations: int, seed: int
-) -> np.ndarray:
-    """Two-sided p-value per stratum for |WER(stratum) - WER(rest)|, permuting stratum labels over units.
+def jackknife_se(errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_strata: int) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-unit-out jackknife standard errors of each stratum's WER, on the WER and the log-WER scale.
 
-    p = (1 + #{permutations at least as extreme}) / (1 + n_permutations), so it is never 0.
+    NaN where a stratum has fewer than 2 units; the log-scale one is also NaN (or inf) where leaving
+    out one unit leaves no errors, since log 0 is undefined.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(words, dtype=np.float64)
+    strata = np.asarray(strata, dtype=np.int64)
+    n = np.bincount(strata, minlength=n_strata).astype(np.float64)
+    total_e = np.bincount(strata, weights=errors, minlength=n_strata)
+    total_w = np.bincount(strata, weights=words, minlength=n_strata)
+    left_out = ratio(total_e[strata] - errors, total_w[strata] - words)
+
+    def spread(values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(strata, weights=values, minlength=n_strata) / n
+            squares = np.bincount(strata, weights=(values - mean[strata]) ** 2, minlength=n_strata)
+            return np.where(n >= 2, np.sqrt((n - 1) / n * squares), np.nan)
+
+    with np.errstate(divide="ignore"):
+        log_left_out = np.log(left_out)
+    return spread(left_out), spread(log_left_out)
+
+
+def t_interval(
+    wer: np.ndarray, se: np.ndarray, se_log: np.ndarray, units: np.ndarray, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """WER interval from jackknife standard errors with Student-t quantiles on units - 1 degrees of freedom.
+
+    On the log scale where it is defined: a cohort's WER is skewed to the right when few speakers
+    carry most errors, and the symmetric interval then misses high (benchmarks/audit_calibration.py
+    measures coverage by cohort size). Elsewhere the WER-scale interval, floored at 0.
+    """
+    from scipy import stats
+
+    wer, se, se_log = (np.asarray(v, dtype=np.float64) for v in (wer, se, se_log))
+    units = np.asarray(units, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        t = np.where(units >= 2, stats.t.ppf(1 - alpha / 2, np.maximum(units - 1, 1)), np.nan)
+    on_log = np.isfinite(se_log) & (wer > 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        low = np.where(on_log, wer * np.exp(-t * np.where(on_log, se_log, 0)), np.maximum(wer - t * se, 0.0))
+        high = np.where(on_log, wer * np.exp(t * np.where(on_log, se_log, 0)), wer + t * se)
+    return low, high
+
+
+def simultaneous_critical(se: np.ndarray, df: np.ndarray, alpha: float, n_draws: int, rng: np.random.Generator) -> float:
+    """Critical value c such that every pairwise difference d_ij +- c * se_ij covers at once with 1 - alpha.
+
+    The 1 - alpha quantile of max over pairs of |m_i - m_j| / sqrt(s_i^2 + s_j^2), each cohort drawn
+    with its own standard error and degrees of freedom (m_i ~ se_i N(0, 1), s_i^2 ~ se_i^2
+    chi2(df_i) / df_i), so small cohorts get their t-like tails. An interval from it stays valid for
+    the pair picked after looking (worst vs best), because it holds for all pairs together.
+    """
+    se = np.asarray(se, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    k = len(se)
+    if k < 2 or not (np.isfinite(se).all() and (df >= 1).all()):
+        return float("nan")
+    i, j = np.triu_indices(k, 1)
+    maxima = np.empty(n_draws)
+    rows = max(1, _MAX_DRAW // len(i))
+    for start in range(0, n_draws, rows):
+        p = min(n_draws, start + rows) - start
+        mean = se * rng.standard_normal((p, k))
+        var = se**2 * rng.chisquare(df, (p, k)) / df
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pair = np.abs(mean[:, i] - mean[:, j]) / np.sqrt(var[:, i] + var[:, j])
+        maxima[start : start + p] = np.nan_to_num(pair, nan=0.0).max(axis=1)  # 0/0: two error-free cohorts
+    return float(np.quantile(maxima, 1 - alpha))
+
+
+class PermutationTests(NamedTuple):
+    pvalues: np.ndarray  # per stratum: |WER(stratum) - WER(rest)|
+    max_pvalue: float  # global null "no stratum differs": the largest standardized statistic
+
+
+def permutation_tests(
+    errors: np.ndarray,
+    words: np.ndarray,
+    strata: np.ndarray,
+    n_strata: int,
+    n_permutations: int,
+    seed: int,
+    include: np.ndarray | None = None,
+) -> PermutationTests:
+    """Permutation p-values per stratum and of the max statistic, permuting stratum labels over units.
+
+    Each stratum's statistic |WER(stratum) - WER(rest)| is divided by its standard deviation over the
+    observed and permuted labelings before taking the max over the ``include``d strata (default all),
+    so a small stratum's noisy statistic does not decide the max alone. The observed labeling is in
+    that reference set, which keeps the standardization a symmetric function of exchangeable labelings
+    and the test exact. p = (1 + #{permutations at least as extreme}) / (1 + n_permutations), never 0.
     """
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(words, dtype=np.float64)
@@ -99,7 +188,7 @@ def permutation_pvalues(
     )
     n = len(strata)
     rng = stream(seed, "permutation")
-    exceed = np.zeros(n_strata)
+    permuted_stats = np.empty((n_permutations, n_strata))
     rows = max(1, _MAX_DRAW // max(n, 1))
     for start in range(0, n_permutations, rows):
         p = min(n_permutations, start + rows) - start
@@ -107,9 +196,27 @@ def permutation_pvalues(
         flat = (permuted + (np.arange(p) * n_strata)[:, None]).ravel()
         e_in = np.bincount(flat, weights=np.tile(errors, p), minlength=p * n_strata).reshape(p, n_strata)
         w_in = np.bincount(flat, weights=np.tile(words, p), minlength=p * n_strata).reshape(p, n_strata)
-        # A tiny tolerance so ties from floating-point sums count as "at least as extreme".
-        exceed += (statistic(e_in, w_in) >= observed - 1e-12).sum(axis=0)
-    return (1.0 + exceed) / (1.0 + n_permutations)
+        permuted_stats[start : start + p] = statistic(e_in, w_in)
+    # A tiny tolerance so ties from floating-point sums count as "at least as extreme".
+    exceed = (permuted_stats >= observed - 1e-12).sum(axis=0)
+    pvalues = (1.0 + exceed) / (1.0 + n_permutations)
+
+    columns = np.ones(n_strata, bool) if include is None else np.asarray(include, bool)
+    reference = np.vstack([observed[None, columns], permuted_stats[:, columns]])
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: a stratum with no words
+        sd = np.nanstd(reference, axis=0)
+        standardized = np.where(sd > 0, reference / sd, 0.0)
+        maxima = np.nanmax(standardized, axis=1) if columns.any() else np.zeros(len(reference))
+    max_pvalue = (1.0 + (maxima[1:] >= maxima[0] - 1e-12).sum()) / (1.0 + n_permutations)
+    return PermutationTests(pvalues, float(max_pvalue))
+
+
+def permutation_pvalues(
+    errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_strata: int, n_permutations: int, seed: int
+) -> np.ndarray:
+    """Two-sided p-value per stratum for |WER(stratum) - WER(rest)| (see :func:`permutation_tests`)."""
+    return permutation_tests(errors, words, strata, n_strata, n_permutations, seed).pvalues
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from fairspeech.metrics.cohort_frame import CohortFrame, _label  # noqa: E402
 
 
 def cohort_bars(frame: CohortFrame, title: str | None = None) -> plt.Figure:
-    """Horizontal bars of cohort WER (worst on top) with bootstrap-interval whiskers and the overall line."""
+    """Horizontal bars of cohort WER (worst on top) with interval whiskers and the overall line."""
     table = frame.by_group.sort_values("wer")
     labels = [_label(i) for i in table.index]
     wer = table["wer"].to_numpy() * 100
@@ -26,7 +26,7 @@ def cohort_bars(frame: CohortFrame, title: str | None = None) -> plt.Figure:
     ax.errorbar(wer, labels, xerr=[wer - low, high - wer], fmt="none", ecolor="black", capsize=3, lw=1)
     overall = frame.overall["wer"] * 100
     ax.axvline(overall, color="#2c3e50", ls="--", lw=1, label=f"overall {overall:.1f}%")
-    ax.set_xlabel(f"WER % ({int((1 - frame.alpha) * 100)}% speaker-bootstrap interval)")
+    ax.set_xlabel(f"WER % ({int((1 - frame.alpha) * 100)}% speaker-jackknife t interval)")
     ax.set_title(title or f"WER by {frame.name}  (red: significant after BH)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
