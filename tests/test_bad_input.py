@@ -307,3 +307,24 @@ def test_numeric_by_with_few_values_is_audited_as_labels(tmp_path):
     frame["rating"] = [str(1 + i % 3) for i in range(len(frame))]
     frame.to_csv(tmp_path / "m.csv", index=False)
     assert main(["audit", str(tmp_path / "m.csv"), "--by", "rating", "--out", str(tmp_path / "o"), *FAST]) == 0
+
+
+def test_the_readme_table_and_these_tests_match():
+    """Every row of the bad-input table names tests that exist, and every case here has a row."""
+    readme = (Path(__file__).resolve().parents[1] / "data_manifests" / "README.md").read_text()
+    table = readme[readme.index("### Bad input: what the tool does"):].split("\n\n")[2]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| bad input")]
+    assert len(rows) >= 15
+    here = sys.modules[__name__]
+    formats = (Path(__file__).parent / "test_formats.py").read_text() + (Path(__file__).parent / "test_manifest.py").read_text()
+    cited = set()
+    for row in rows:
+        tests = row.rstrip(" |").rsplit("|", 1)[1]
+        names = re.findall(r"`([^`]+)`", tests)
+        assert names, row
+        for name in names:
+            if name.startswith("["):
+                cited.add(name[1:-1])
+            elif name.startswith("test_"):
+                assert hasattr(here, name) or f"def {name}(" in formats, name
+    assert cited == {case[0] for case in ERRORS}
