@@ -31,6 +31,10 @@ def test_cli_audit_writes_every_output(tmp_path):
     assert set(table["attribute"]) == {"gender", "age", "gender x accent"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "speaker" in html.lower()
+    # One global test per table, and the naive gap interval labelled as such, in the JSON and the report.
+    gender = data["cohort_tables"][0]
+    assert 0 < gender["global_test"]["p_value"] <= 1 and gender["gap"]["naive_difference_low"] is not None
+    assert html.count("Global test, no cohort differs") == 3 and html.count("Naive (selected after looking; not a test)") == 3
     assert not list(out.glob(".*.tmp*")), "temporary files left behind"
 
 

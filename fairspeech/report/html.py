@@ -19,10 +19,15 @@ DEFINITIONS = """
 <ul class="note">
 <li><b>WER</b> = sum of errors (substitutions + deletions + insertions) / sum of reference words over a cohort's
 utterances; never a mean of per-utterance WERs. Text is normalized identically on both sides (settings below).</li>
-<li><b>Interval</b>: percentile bootstrap that resamples speakers within each cohort (utterances of one speaker are
-correlated), not utterances.</li>
+<li><b>Interval</b> of a WER: Student-t interval (log scale, speakers - 1 degrees of freedom) from a jackknife that leaves
+out one speaker at a time (utterances of one speaker are correlated); it keeps its level in 5-speaker cohorts, where a
+percentile bootstrap does not. Differences to overall: percentile bootstrap resampling speakers within each cohort.</li>
 <li><b>p</b>: speaker-level permutation test of |WER(cohort) - WER(rest)|; <b>p adj.</b>: Benjamini-Hochberg within the table.</li>
-<li><b>Gap</b>: worst minus best reported cohort, with the bootstrap interval of that difference and of their ratio.</li>
+<li><b>Global test</b>: one permutation p-value per table for "no cohort differs", from the largest standardized
+|WER(cohort) - WER(rest)| over the reported cohorts.</li>
+<li><b>Gap</b>: worst minus best reported cohort. Worst and best were picked after looking at the data, so its interval is
+simultaneous over every pair of reported cohorts (max-t) and holds for the picked pair; the <i>naive</i> bootstrap interval
+of that one pair is shown for reference only: selected after looking; not a test.</li>
 <li>Cohorts with fewer speakers than the minimum are not shown one by one; they are counted as suppressed and
 still count in the overall figures.</li>
 </ul>
@@ -65,7 +70,16 @@ def _cohort_table(table: dict) -> str:
             f"<p>Gap: <b>{html.escape(gap['worst'])}</b> {_pct(gap['wer_worst'])}% vs <b>{html.escape(gap['best'])}</b> "
             f"{_pct(gap['wer_best'])}%: difference {_pct(gap['difference'])} pts "
             f"[{_pct(gap['difference_low'])}, {_pct(gap['difference_high'])}], ratio {_num(gap['ratio'])} "
-            f"[{_num(gap['ratio_low'])}, {_num(gap['ratio_high'])}].</p>"
+            f"[{_num(gap['ratio_low'])}, {_num(gap['ratio_high'])}] (simultaneous intervals, adjusted for the selection).</p>"
+            f"<p class='note'>Naive (selected after looking; not a test): difference "
+            f"[{_pct(gap['naive_difference_low'])}, {_pct(gap['naive_difference_high'])}], ratio "
+            f"[{_num(gap['naive_ratio_low'])}, {_num(gap['naive_ratio_high'])}].</p>"
+        )
+    test = table.get("global_test")
+    if test:
+        gap_html += (
+            f"<p>Global test, no cohort differs: <b>p = {_num(test['p_value'], '.4f')}</b> "
+            f"(max-statistic permutation test, {test['n_permutations']} permutations of cohort labels over speakers).</p>"
         )
     s = table["suppressed"]
     suppressed = (
