@@ -220,3 +220,22 @@ def test_a_teacher_pulls_the_model_towards_its_posteriors(corpus, tmp_path):
     with pytest.raises(ValueError, match="tokenizer differs"):
         train(load_config(None, tiny_overrides(corpus, feats, epochs=1, teacher=str(tmp_path / "other_tokens" / "model.safetensors"))),
               tmp_path / "refused")
+
+
+def test_feature_cache_is_keyed_by_front_end_settings_and_refuses_a_mismatch(corpus, tmp_path):
+    from fairspeech.asr.data import build_feature_cache, load_splits
+    from fairspeech.asr.features import LogMel
+
+    default = load_splits(corpus, ["train"], tmp_path / "feats", progress=False)["train"][1]
+    coarse = load_splits(corpus, ["train"], tmp_path / "feats", logmel=LogMel(n_mels=40), progress=False)["train"][1]
+    files = sorted(p.name for p in (tmp_path / "feats").glob("*.safetensors"))
+    assert len(files) == 2 and all(name.startswith("train-logmel") for name in files)  # side by side, never mixed
+    assert default.features.dtype == torch.float16 and default.features.shape[1] == 80 and coarse.features.shape[1] == 40
+    # A file whose sidecar records other settings is refused, not silently reused or overwritten.
+    frame = pd.read_parquet(corpus).iloc[:4]
+    path = tmp_path / "one.safetensors"
+    build_feature_cache(frame, path, progress=False)
+    with pytest.raises(ValueError, match="other front-end settings"):
+        build_feature_cache(frame, path, LogMel(n_mels=40), progress=False)
+    # Other utterances with the same settings: rebuilt.
+    assert len(build_feature_cache(frame.iloc[:2], path, progress=False)) == 2

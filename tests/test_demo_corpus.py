@@ -193,7 +193,7 @@ def test_end_to_end_flite_is_recognized_far_better_than_non_native_espeak(speech
     rows += [_row(f"espeak-{i}", "espeak-ng", "pl+boris", s) for i, s in enumerate(SENTENCES)]
     threads = torch.get_num_threads()
     try:
-        demo_build._init_worker(with_models=True)  # what each build worker runs (sets one torch thread)
+        demo_build._init_worker(("recognizer", "encoder"))  # what each build worker runs (sets one torch thread)
         results = {r[schema.UTT_ID]: demo_build._process((r, str(tmp_path))) for r in rows}
     finally:
         torch.set_num_threads(threads)

@@ -1,8 +1,9 @@
 """Data for training and evaluation: wav reading, a per-split log-mel cache, length-bucketed batches.
 
 Log-mels are computed once per utterance and cached per split as one safetensors file (all frames
-concatenated in float16, plus offsets) with a JSON sidecar naming the utterances and front-end
-settings; a cache whose sidecar does not match the request is rebuilt. Epochs then cost only the
+concatenated in float16, plus offsets) whose name carries a hash of the front-end settings, with a
+JSON sidecar naming the utterances and settings: a cache of other utterances is rebuilt, one of other
+settings refused. Epochs then cost only the
 model's own compute, which matters on two shared CPU cores.
 """
 
@@ -74,9 +75,15 @@ def build_feature_cache(frame: pd.DataFrame, path: str | Path, logmel: LogMel | 
     sidecar = path.with_suffix(".json")
     utt_ids = frame[schema.UTT_ID].astype(str).tolist()
     meta = {"utt_ids": utt_ids, "logmel": logmel_settings(logmel)}
-    if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == meta:
-        tensors = load_file(str(path))
-        return FeatureCache(utt_ids, tensors["features"], tensors["offsets"])
+    if path.exists() and sidecar.exists():
+        found = json.loads(sidecar.read_text())
+        if found.get("logmel") != meta["logmel"]:
+            # Paths are keyed by the settings (load_splits), so this is a cache written by other code.
+            raise ValueError(f"{path}: cached log-mels were made with other front-end settings "
+                             f"({found.get('logmel')} vs {meta['logmel']}); remove it or use another cache_dir")
+        if found == meta:
+            tensors = load_file(str(path))
+            return FeatureCache(utt_ids, tensors["features"], tensors["offsets"])
     chunks, offsets = [], [0]
     with torch.inference_mode():
         for audio_path in tqdm(frame[schema.AUDIO_PATH].tolist(), desc=f"log-mel {path.stem}", disable=not progress, mininterval=2.0):
@@ -122,18 +129,23 @@ class SplitData:
             target_lengths, flat = torch.zeros(len(indices), dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
         return Batch(padded, lengths, flat, target_lengths, list(indices))
 
-    def batches(self, max_frames: int, shuffle_seed: Sequence[int] | None = None, indices: Sequence[int] | None = None) -> list[list[int]]:
+    def batches(self, max_frames: int, shuffle_seed: Sequence[int] | None = None, indices: Sequence[int] | None = None,
+                bucketed: bool = True) -> list[list[int]]:
         """Index lists of similar-length utterances, each padding to at most ``max_frames`` frames.
 
         Sorted by length (shortest first) unless ``shuffle_seed`` is given: then lengths are jittered
         within buckets and the batch order shuffled, deterministically for that seed (e.g. ``[seed, epoch]``).
+        ``bucketed=False`` batches in random order instead (more padding: the throughput benchmark's control).
         """
         indices = np.arange(len(self)) if indices is None else np.asarray(indices)
         lengths = self.frames[indices].astype(float)
         rng = np.random.default_rng(list(shuffle_seed)) if shuffle_seed is not None else None
         if rng is not None:
             lengths = lengths * rng.uniform(0.9, 1.1, len(lengths))  # different neighbours each epoch
-        order = indices[np.argsort(lengths, kind="stable")]
+        if bucketed:
+            order = indices[np.argsort(lengths, kind="stable")]
+        else:
+            order = indices[(rng or np.random.default_rng(0)).permutation(len(indices))]
         out, current, longest = [], [], 0
         for i in order:
             n = int(self.frames[i])
@@ -175,6 +187,7 @@ def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str
     """Each split's manifest rows (all metadata kept) and its log-mel cache, built on first use."""
     from fairspeech.data.manifest import read_manifest
 
+    logmel = logmel or LogMel()
     manifest = read_manifest(manifest_path, require_hypothesis=False)
     frame = manifest.public_frame()
     if schema.SPLIT not in frame.columns or schema.AUDIO_PATH not in frame.columns:
@@ -189,5 +202,7 @@ def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str
         if part.empty:
             raise ValueError(f"split {split!r} of {manifest_path} is empty")
         suffix = f"-first{limit}" if limit else ""
-        out[split] = (part, build_feature_cache(part, Path(cache_dir) / f"{split}{suffix}.safetensors", logmel, progress))
+        # Keyed by the front-end settings: features of other settings live beside, never mixed in.
+        key = hashlib.sha1(json.dumps(logmel_settings(logmel), sort_keys=True).encode()).hexdigest()[:10]
+        out[split] = (part, build_feature_cache(part, Path(cache_dir) / f"{split}{suffix}-logmel{key}.safetensors", logmel, progress))
     return out

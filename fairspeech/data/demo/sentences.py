@@ -264,6 +264,101 @@ TEMPLATES = {
 TEMPLATE_NAMES = tuple(sorted(TEMPLATES))
 
 
+# ----------------------------------------------------------------------------------------------------
+# More requests for the training corpus (fairspeech.data.demo.training): new templates and entities on
+# top of the demo's, so a recognizer trained on it meets a wider vocabulary than the demo's. The demo
+# itself draws from TEMPLATES alone, so its shipped manifest is unchanged.
+
+DISHES = (
+    "pancakes", "lasagna", "banana bread", "chicken soup", "apple pie", "fried rice", "beef stew",
+    "tomato sauce", "chocolate cake", "potato salad", "french toast", "meat loaf", "chili",
+    "vegetable curry", "corn bread", "grilled cheese", "scrambled eggs", "lemon chicken",
+)
+NEWS_TOPICS = ("sports", "business", "world", "local", "weather", "science", "health", "political", "technology")
+DEFINE_WORDS = (
+    "happiness", "gravity", "democracy", "volcano", "oxygen", "algebra", "harvest", "symphony",
+    "economy", "island", "glacier", "medicine", "kingdom", "language", "planet", "journey",
+    "energy", "mystery", "freedom", "thunder", "desert", "harmony", "machine", "ocean",
+)
+PODCAST_WORDS = ("daily", "weekly", "morning", "science", "history", "money", "comedy", "garden", "kitchen", "travel")
+PODCAST_NOUNS = ("hour", "show", "report", "club", "journal", "corner", "review", "hour", "minute", "talk")
+GENRES = ("jazz", "country", "rock", "classical", "blues", "reggae", "gospel", "pop", "folk", "dance")
+DOORS = ("front", "back", "garage", "side", "basement", "patio")
+LANGUAGES = ("spanish", "french", "german", "italian", "japanese", "chinese", "russian", "portuguese", "polish")
+PHRASES = (
+    "good morning", "thank you", "where is the station", "how much does it cost", "nice to meet you",
+    "i am hungry", "good night", "excuse me", "i love you", "see you tomorrow",
+)
+MOVIE_WORDS = ("dark", "last", "lost", "secret", "final", "golden", "silent", "frozen", "red", "hidden")
+MOVIE_NOUNS = ("river", "kingdom", "island", "mission", "planet", "letter", "garden", "castle", "winter", "horizon")
+THEATERS = ("regal", "grand", "plaza", "central", "royal", "majestic", "downtown", "park")
+UTILITIES = ("electric", "water", "gas", "phone", "internet", "cable", "credit card")
+WORKOUTS = ("run", "walk", "bike ride", "yoga session", "stretching routine", "swim", "strength workout")
+ANIMALS = (
+    "cat", "dog", "horse", "turtle", "parrot", "rabbit", "elephant", "goldfish", "hamster", "cow",
+    "lion", "tiger", "bear", "whale", "dolphin", "eagle", "snake", "frog",
+)
+SMALL_TALK = (
+    "tell me a joke", "what can you do", "how are you today", "sing me a song", "tell me a story",
+    "what is your name", "good morning", "thank you very much", "flip a coin", "roll a dice",
+    "what day is it today", "what is the date today", "stop the music", "pause the music",
+    "skip this song", "play the next song", "go back to the last song", "what song is this",
+    "turn it down", "never mind",
+)
+
+
+def _digits(rng, count: int) -> str:
+    return " ".join(_ONES[int(d)] for d in rng.integers(0, 10, count))
+
+
+def _two_words(rng, first, second):
+    return f"{_pick(rng, first)} {_pick(rng, second)}"
+
+
+EXTRA_TEMPLATES = {
+    "recipe": lambda r, c: f"how do i make {_pick(r, DISHES)}",
+    "recipe_time": lambda r, c: f"how long should i bake the {_pick(r, DISHES)}",
+    "convert_temperature": lambda r, c: (
+        f"what is {number_words(int(r.integers(0, 111)))} degrees fahrenheit in celsius"
+    ),
+    "define": lambda r, c: f"what does {_pick(r, DEFINE_WORDS)} mean",
+    "spell": lambda r, c: f"how do you spell {_pick(r, DEFINE_WORDS)}",
+    "news": lambda r, c: f"read me the {_pick(r, NEWS_TOPICS)} news",
+    "traffic": lambda r, c: f"how is the traffic on the way to {_place(r, c)}",
+    "sunset": lambda r, c: f"what time is {_pick(r, ('sunset', 'sunrise'))} in {_place(r, c)} {_pick(r, DAYS[:2])}",
+    "podcast": lambda r, c: f"play the latest episode of the {_two_words(r, PODCAST_WORDS, PODCAST_NOUNS)}",
+    "genre": lambda r, c: f"play some {_pick(r, GENRES)} music in the {_pick(r, ROOMS)}",
+    "lock": lambda r, c: f"{_pick(r, ('lock', 'unlock'))} the {_pick(r, DOORS)} door",
+    "lock_check": lambda r, c: f"is the {_pick(r, DOORS)} door locked",
+    "translate": lambda r, c: f"how do you say {_pick(r, PHRASES)} in {_pick(r, LANGUAGES)}",
+    "email": lambda r, c: f"read my new emails from {_pick(r, CONTACTS)}",
+    "shopping_remove": lambda r, c: f"remove {_pick(r, SHOPPING_ITEMS)} from my shopping list",
+    "movie": lambda r, c: (
+        f"what time does the {_two_words(r, MOVIE_WORDS, MOVIE_NOUNS)} start at the {_pick(r, THEATERS)} theater"
+    ),
+    "population": lambda r, c: f"what is the population of {_place(r, c)}",
+    "forecast": lambda r, c: (
+        f"what is the forecast for {_place(r, c)} for the next {number_words(int(r.integers(2, 11)))} days"
+    ),
+    "timer_cancel": lambda r, c: f"cancel the {number_words(int(r.integers(2, 61)))} minute timer",
+    "snooze": lambda r, c: f"snooze the alarm for {number_words(int(r.integers(2, 31)))} minutes",
+    "call_number": lambda r, c: f"call {_digits(r, 3)} {_digits(r, 3)} {_digits(r, 4)}",
+    "pay_bill": lambda r, c: (
+        f"pay the {_pick(r, UTILITIES)} bill of {number_words(int(r.integers(10, 500)))} dollars"
+    ),
+    "tip": lambda r, c: (
+        f"what is a {number_words(int(r.integers(10, 26)))} percent tip on "
+        f"{number_words(int(r.integers(5, 300)))} dollars"
+    ),
+    "hotel": lambda r, c: f"book a hotel in {_place(r, c)} for {number_words(int(r.integers(2, 15)))} nights",
+    "workout": lambda r, c: f"start a {number_words(int(r.integers(5, 91)))} minute {_pick(r, WORKOUTS)}",
+    "animal": lambda r, c: f"how long does a {_pick(r, ANIMALS)} live",
+    "capital": lambda r, c: f"what is the capital of {c.state_name}",
+    "small_talk": lambda r, c: _pick(r, SMALL_TALK),
+}
+TRAINING_TEMPLATES = {**TEMPLATES, **EXTRA_TEMPLATES}
+
+
 @dataclass(frozen=True)
 class Sentence:
     index: int
@@ -271,16 +366,19 @@ class Sentence:
     text: str
 
 
-def make_sentence(seed: int, index: int, pick_city: CityPicker) -> Sentence:
-    """Sentence ``index`` for ``seed``: a template, then its slots, all from one per-index Generator."""
+def make_sentence(seed: int, index: int, pick_city: CityPicker, templates: dict | None = None) -> Sentence:
+    """Sentence ``index`` for ``seed``: a template, then its slots, all from one per-index Generator.
+
+    ``templates`` defaults to the demo's TEMPLATES (TRAINING_TEMPLATES for the training corpus)."""
+    templates = TEMPLATES if templates is None else templates
     rng = np.random.default_rng(np.random.SeedSequence([seed, SENTENCE_STREAM, index]))
-    template = _pick(rng, TEMPLATE_NAMES)
+    template = _pick(rng, tuple(sorted(templates)))
     city = pick_city(rng)
-    text = _normalize(TEMPLATES[template](rng, city))
+    text = _normalize(templates[template](rng, city))
     return Sentence(index=index, template=template, text=text)
 
 
-def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...]) -> list[Sentence]:
+def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...], templates: dict | None = None) -> list[Sentence]:
     """``n_sentences`` distinct sentences: indices are tried in order, repeats of an earlier text skipped.
 
     Returned ``index`` values are the pool positions 0..n-1 (the draw index is only an implementation
@@ -291,7 +389,7 @@ def sentence_pool(seed: int, n_sentences: int, cities: tuple[City, ...]) -> list
     seen: set[str] = set()
     draw = 0
     while len(pool) < n_sentences:
-        sentence = make_sentence(seed, draw, pick_city)
+        sentence = make_sentence(seed, draw, pick_city, templates)
         draw += 1
         if sentence.text in seen:
             continue
@@ -332,27 +430,31 @@ def _normalize(text: str) -> str:
 # The recognizer's vocabulary, and the city list filtered by it.
 
 
-def template_vocabulary() -> set[str]:
+def template_vocabulary(templates: dict | None = None) -> set[str]:
     """Every word the templates and entity lists can produce, cities and states excluded."""
+    templates = TEMPLATES if templates is None else templates
     words: set[str] = set(_ONES) | set(t for t in _TENS if t != "_")
     words |= {"hundred", "thousand", "oh"}
     words |= {ordinal_words(n).split()[-1] for n in range(1, 32)}
     for group in (ARTIST_ADJECTIVES, ARTIST_NOUNS, SONG_TITLES, PLAYLISTS, DEVICE_BRANDS, DEVICES,
                   ROOMS, CONTACTS, TASKS, EVENTS, SHOPPING_ITEMS, FOODS, TEAMS, DAYS, MONTHS,
-                  PARTS_OF_DAY, MESSAGES):
+                  PARTS_OF_DAY, MESSAGES) + ((DISHES, NEWS_TOPICS, DEFINE_WORDS, PODCAST_WORDS, PODCAST_NOUNS,
+                  GENRES, DOORS, LANGUAGES, PHRASES, MOVIE_WORDS, MOVIE_NOUNS, THEATERS, UTILITIES, WORKOUTS,
+                  ANIMALS, SMALL_TALK, ("sunset", "sunrise", "lock", "unlock"))
+                  if any(name in EXTRA_TEMPLATES for name in templates) else ()):
         for phrase in group:
             words |= set(phrase.split())
     for pair in UNIT_PAIRS:
         words |= set(pair)
-    for name in TEMPLATE_NAMES:
-        words |= _template_literal_words(name)
+    for name in sorted(templates):
+        words |= _template_literal_words(templates[name])
     return words
 
 
-def _template_literal_words(name: str) -> set[str]:
+def _template_literal_words(template) -> set[str]:
     """The fixed words of one template, found by filling it with a fixed Generator and a dummy city."""
     rng = np.random.default_rng(0)
-    text = TEMPLATES[name](rng, City("boston", "MA", 1))
+    text = template(rng, City("boston", "MA", 1))
     return set(text.split())
 
 

@@ -260,26 +260,32 @@ def _largest_remainder(total: int, weights) -> np.ndarray:
     return counts
 
 
-def allocate_voices(n_speakers: int) -> list[Voice]:
+def allocate_voices(n_speakers: int, voices: tuple[Voice, ...] = VOICES) -> list[Voice]:
     """Voice per speaker slot: FAMILY_SHARES across families, then voice weights within each family."""
-    families = list(FAMILY_SHARES)
+    families = [f for f in FAMILY_SHARES if any(v.family == f for v in voices)]
     family_counts = _largest_remainder(n_speakers, [FAMILY_SHARES[f] for f in families])
     allocated = []
     for family, family_count in zip(families, family_counts):
-        members = [v for v in VOICES if v.family == family]
+        members = [v for v in voices if v.family == family]
         for voice, count in zip(members, _largest_remainder(family_count, [v.weight for v in members])):
             allocated += [voice] * int(count)
     return allocated
 
 
-def sample_speakers(seed: int, n_speakers: int, zips: pd.DataFrame) -> list[Speaker]:
+def sample_speakers(seed: int, n_speakers: int, zips: pd.DataFrame, voices: tuple[Voice, ...] = VOICES,
+                    id_prefix: str = "demo") -> list[Speaker]:
     """``n_speakers`` speakers: allocated voices in a seeded order, each with its own home and voice shaping."""
-    voices = allocate_voices(n_speakers)
-    order = np.random.default_rng([seed, SPEAKER_STREAM]).permutation(n_speakers)
-    return [_make_speaker(seed, i, voices[order[i]], zips) for i in range(n_speakers)]
+    allocated = allocate_voices(n_speakers, voices)
+    return speakers_for_voices(seed, allocated, zips, id_prefix)
 
 
-def _make_speaker(seed: int, index: int, voice: Voice, zips: pd.DataFrame) -> Speaker:
+def speakers_for_voices(seed: int, allocated: list[Voice], zips: pd.DataFrame, id_prefix: str = "demo") -> list[Speaker]:
+    """One speaker per entry of ``allocated``, the entries taken in a seeded order."""
+    order = np.random.default_rng([seed, SPEAKER_STREAM]).permutation(len(allocated))
+    return [_make_speaker(seed, i, allocated[order[i]], zips, id_prefix) for i in range(len(allocated))]
+
+
+def _make_speaker(seed: int, index: int, voice: Voice, zips: pd.DataFrame, id_prefix: str = "demo") -> Speaker:
     rng = np.random.default_rng([seed, SPEAKER_STREAM, index])
     home = zips.iloc[_home_zip_position(rng, voice, zips)]
     if rng.random() < SPEAKER_AGE_FROM_ZIP_SHARE:
@@ -287,7 +293,7 @@ def _make_speaker(seed: int, index: int, voice: Voice, zips: pd.DataFrame) -> Sp
     else:
         age = AGE_BANDS[int(rng.integers(len(AGE_BANDS)))]
     return Speaker(
-        speaker_id=f"demo-s{index:04d}",
+        speaker_id=f"{id_prefix}-s{index:04d}",
         voice=voice,
         zip=home["zip"],
         age=age,
@@ -319,7 +325,8 @@ SPLIT_PATTERN = ("train", "train", "train", "dev", "train", "train", "test", "tr
                  "dev", "train", "train", "test", "train", "train", "dev", "train", "train", "test")
 
 
-def assign_splits(seed: int, speakers: list[Speaker]) -> dict[str, str]:
+def assign_splits(seed: int, speakers: list[Speaker], voices: tuple[Voice, ...] = VOICES,
+                  pattern: tuple[str, ...] = SPLIT_PATTERN) -> dict[str, str]:
     """speaker_id -> train / dev / test (70/15/15), stratified by voice.
 
     Speakers are lined up voice by voice (each voice's speakers in a seeded order) and the line is cut
@@ -327,11 +334,11 @@ def assign_splits(seed: int, speakers: list[Speaker]) -> dict[str, str]:
     splits, and even a 20-speaker build has all three. No speaker is in two splits.
     """
     line: list[str] = []
-    for voice_index, voice in enumerate(VOICES):
+    for voice_index, voice in enumerate(voices):
         members = sorted(s.speaker_id for s in speakers if s.voice == voice)
         rng = np.random.default_rng([seed, SPLIT_STREAM, voice_index])
         line += [members[i] for i in rng.permutation(len(members))]
-    return {speaker_id: SPLIT_PATTERN[position % len(SPLIT_PATTERN)] for position, speaker_id in enumerate(line)}
+    return {speaker_id: pattern[position % len(pattern)] for position, speaker_id in enumerate(line)}
 
 
 CONDITIONS = ("clean", "noise", "telephone", "reverb")
