@@ -10,7 +10,8 @@
                          # intervals, and the naive bootstrap ones kept under naive_*
     frame.global_test    # max-statistic permutation test of "no cohort differs"
 
-WER intervals are Student-t intervals from a leave-one-speaker-out jackknife (log scale), which hold
+WER intervals are Student-t intervals from a leave-one-speaker-out jackknife (log scale, Satterthwaite
+degrees of freedom), which hold
 their level down to 5-speaker cohorts where the percentile bootstrap covered ~76-81%
 (benchmarks/audit_calibration.py). Differences to overall keep the stratified speaker bootstrap.
 
@@ -140,6 +141,7 @@ class CohortFrame:
             "n_permutations": self.n_permutations,
         }
         se, se_log = bs.jackknife_se(ue, uw, codes, k)
+        df = bs.effective_df(uw, codes, k)
 
         overall_wer = self.overall["wer"]
         table["diff_overall"] = table["wer"] - overall_wer
@@ -148,7 +150,7 @@ class CohortFrame:
         table["p_value"] = pvalues
         table = table[reported]
         rep_wer = rep_wer[:, reported]
-        se, se_log = se[reported], se_log[reported]
+        se, se_log, df = se[reported], se_log[reported], df[reported]
         table["p_adjusted"] = bs.benjamini_hochberg(table["p_value"].to_numpy())
         table["significant"] = table["p_adjusted"] < self.alpha
         if len(table):
@@ -156,19 +158,20 @@ class CohortFrame:
             worst = int(np.nanargmax(table["wer"].to_numpy()))
             table["diff_best"] = table["wer"] - table["wer"].iloc[best]
             table["ratio_best"] = bs.ratio(table["wer"], table["wer"].iloc[best])
-            self.gap = self._gap(table, rep_wer, se, se_log, best, worst)
+            self.gap = self._gap(table, rep_wer, se, se_log, df, best, worst)
         self.by_group = table
 
     def _wer_interval(self, errors: np.ndarray, words: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         se, se_log = bs.jackknife_se(errors, words, codes, k)
         wer = bs.ratio(np.bincount(codes, weights=errors, minlength=k), np.bincount(codes, weights=words, minlength=k))
-        return bs.t_interval(wer, se, se_log, np.bincount(codes, minlength=k), self.alpha)
+        return bs.t_interval(wer, se, se_log, bs.effective_df(words, codes, k), self.alpha)
 
-    def _gap(self, table: pd.DataFrame, rep_wer: np.ndarray, se: np.ndarray, se_log: np.ndarray, best: int, worst: int) -> dict:
+    def _gap(
+        self, table: pd.DataFrame, rep_wer: np.ndarray, se: np.ndarray, se_log: np.ndarray, df: np.ndarray, best: int, worst: int
+    ) -> dict:
         """Worst vs best: worst and best were picked after looking, so the reported interval is simultaneous
         over every pair of reported cohorts (max-t); the bootstrap interval of this one pair is kept as naive."""
         w, b = table["wer"].iloc[worst], table["wer"].iloc[best]
-        df = table["speakers"].to_numpy(float) - 1
         rng = bs.stream(self.seed, f"simultaneous {self.name}")
         c = bs.simultaneous_critical(se, df, self.alpha, self.n_boot, rng)
         half = c * np.hypot(se[worst], se[best])
