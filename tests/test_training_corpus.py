@@ -3,26 +3,13 @@ every word is one the synthesizers and pocketsphinx share, and a tiny build rend
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-
 import pandas as pd
 import pytest
 
 from fairspeech.data import schema
 from fairspeech.data.demo import sentences as sent
 from fairspeech.data.demo import training
-
-
-def _require(binaries=(), modules=()):
-    missing = [b for b in binaries if shutil.which(b) is None]
-    missing += [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        reason = f"training corpus parts not installed: {', '.join(missing)} (scripts/install.sh installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+from test_demo_corpus import _require  # skip locally, fail under CI, when a speech part is missing
 
 
 def _config(tmp_path=None, **overrides):

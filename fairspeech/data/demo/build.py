@@ -415,11 +415,10 @@ def _machine() -> dict:
 # Command line
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairspeech.data.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="TOML file with DemoConfig settings (recipes/demo_corpus/config.toml)")
+def corpus_arguments(parser: argparse.ArgumentParser, config_help: str) -> argparse.ArgumentParser:
+    """The settings every corpus build takes on its command line (None: the config's value)."""
+    parser.add_argument("--config", help=config_help)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--speakers", dest="n_speakers", type=int)
     parser.add_argument("--utterances-per-speaker", dest="utterances_per_speaker", type=int)
     parser.add_argument("--sentences", dest="n_sentences", type=int)
     parser.add_argument("--workers", type=int)
@@ -427,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir")
     parser.add_argument("--benchmark-path")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = corpus_arguments(argparse.ArgumentParser(prog="python -m fairspeech.data.demo", description=__doc__.split("\n")[0]),
+                              "TOML file with DemoConfig settings (recipes/demo_corpus/config.toml)")
+    parser.add_argument("--speakers", dest="n_speakers", type=int)
     parser.add_argument("--ensure-audio", action="store_true",
                         help="only render the audio of the manifest in --output-dir (for later recipes)")
     args = vars(parser.parse_args(argv))

@@ -224,17 +224,10 @@ def summarize(frame: pd.DataFrame) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairspeech.data.demo.training", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="TOML file with TrainingCorpusConfig settings")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--hours", type=float)
-    parser.add_argument("--utterances-per-speaker", dest="utterances_per_speaker", type=int)
-    parser.add_argument("--sentences", dest="n_sentences", type=int)
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--audio-dir")
-    parser.add_argument("--output-dir")
-    parser.add_argument("--benchmark-path")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser = build.corpus_arguments(
+        argparse.ArgumentParser(prog="python -m fairspeech.data.demo.training", description=__doc__.split("\n")[0]),
+        "TOML file with TrainingCorpusConfig settings (recipes/asr_baseline/corpus.toml)")
+    parser.add_argument("--hours", type=float, help="audio hours of all splits together (sets the number of speakers)")
     parser.add_argument("--recognize", action="store_true", help="also run pocketsphinx on recognize_splits")
     args = vars(parser.parse_args(argv))
     config_path, recognize = args.pop("config"), args.pop("recognize")
