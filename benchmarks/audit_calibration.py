@@ -8,7 +8,7 @@ speakers) and "equal" (10 cohorts of 10 speakers). Each dataset goes through Coh
 audit's defaults (1,000 bootstrap replicates, 1,000 permutations, --min-speakers 5).
 
 Measured: false-positive rate at alpha 0.05 of each test and interval, with its Monte Carlo standard
-error; coverage of the per-cohort WER interval of the true 0.15 by cohort size, next to the
+error (the per-cohort difference to overall also by the percentile bootstrap used before); coverage of the per-cohort WER interval of the true 0.15 by cohort size, next to the
 percentile speaker bootstrap the audit used before (same replicates count).
 
     python benchmarks/audit_calibration.py            # full size
@@ -52,13 +52,16 @@ def null_dataset(sizes: tuple[int, ...], rng: np.random.Generator) -> pd.DataFra
     })
 
 
-def percentile_coverage(frame: pd.DataFrame, n_boot: int, seed: int) -> pd.Series:
-    """Whether the previous method, the percentile speaker bootstrap, covers the true WER, per cohort."""
+def percentile_previous(frame: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """The previous method, the percentile speaker bootstrap (the audit's replicates for this seed), per cohort:
+    whether its WER interval covers the true WER, and whether its WER(cohort) - WER(overall) interval excludes 0."""
     units = frame.groupby(["cohort", "speaker_id"])[["errors", "ref_words"]].sum().reset_index()
     codes, labels = pd.factorize(units["cohort"], sort=True)
     rep_e, rep_w = bs.stratified_bootstrap(units["errors"].to_numpy(float), units["ref_words"].to_numpy(float), codes, list(labels), n_boot, seed)
-    low, high = bs.percentile_interval(bs.ratio(rep_e, rep_w))
-    return pd.Series((low <= TRUE_WER) & (TRUE_WER <= high), index=labels)
+    rep_wer = bs.ratio(rep_e, rep_w)
+    low, high = bs.percentile_interval(rep_wer)
+    d_low, d_high = bs.percentile_interval(rep_wer - bs.ratio(rep_e.sum(axis=1), rep_w.sum(axis=1))[:, None])
+    return pd.DataFrame({"covers": (low <= TRUE_WER) & (TRUE_WER <= high), "diff_excludes_0": (d_low > 0) | (d_high < 0)}, index=labels)
 
 
 def rate(hits: list[bool]) -> dict:
@@ -71,6 +74,7 @@ def run_design(name: str, sizes: tuple[int, ...], n_datasets: int, n_boot: int, 
     hits: dict[str, list[bool]] = {k: [] for k in (
         "any_cohort_bh", "max_statistic_test", "gap_difference_adjusted", "gap_difference_naive",
         "gap_ratio_adjusted", "gap_ratio_naive", "cohort_p_unadjusted", "cohort_diff_overall_interval",
+        "cohort_ratio_overall_interval", "cohort_diff_overall_percentile_previous",
     )}
     covered: dict[int, list[bool]] = {s: [] for s in sorted(set(sizes))}
     covered_percentile: dict[int, list[bool]] = {s: [] for s in sorted(set(sizes))}
@@ -88,10 +92,12 @@ def run_design(name: str, sizes: tuple[int, ...], n_datasets: int, n_boot: int, 
         hits["gap_ratio_naive"].append(gap["naive_ratio_low"] is not None and gap["naive_ratio_low"] > 1)
         hits["cohort_p_unadjusted"].extend((table["p_value"] < ALPHA).tolist())
         hits["cohort_diff_overall_interval"].extend(((table["diff_overall_low"] > 0) | (table["diff_overall_high"] < 0)).tolist())
-        old = percentile_coverage(frame, n_boot, i)
+        hits["cohort_ratio_overall_interval"].extend(((table["ratio_overall_low"] > 1) | (table["ratio_overall_high"] < 1)).tolist())
+        old = percentile_previous(frame, n_boot, i)
         for label, row in table.iterrows():
             covered[int(row["speakers"])].append(bool(row["wer_low"] <= TRUE_WER <= row["wer_high"]))
-            covered_percentile[int(row["speakers"])].append(bool(old[label[0]]))
+            covered_percentile[int(row["speakers"])].append(bool(old.loc[label[0], "covers"]))
+            hits["cohort_diff_overall_percentile_previous"].append(bool(old.loc[label[0], "diff_excludes_0"]))
     per_dataset = ("any_cohort_bh", "max_statistic_test", "gap_difference_adjusted", "gap_difference_naive", "gap_ratio_adjusted", "gap_ratio_naive")
     return {
         "cohort_sizes": list(sizes),
@@ -129,7 +135,9 @@ def main() -> None:
             "gap_*_adjusted": "the worst-vs-best simultaneous (max-t) interval excludes 0 (ratio: 1)",
             "gap_*_naive": "the bootstrap interval of the picked pair alone excludes 0 (ratio: 1)",
             "cohort_p_unadjusted": "per cohort: unadjusted permutation p < alpha",
-            "cohort_diff_overall_interval": "per cohort: the bootstrap interval of WER(cohort) - WER(overall) excludes 0",
+            "cohort_diff_overall_interval": "per cohort: the interval of WER(cohort) - WER(overall) excludes 0 (jackknife-t of log WER(cohort)/WER(overall), as WER(overall) (ratio - 1))",
+            "cohort_ratio_overall_interval": "per cohort: the interval of WER(cohort) / WER(overall) excludes 1 (the same jackknife-t)",
+            "cohort_diff_overall_percentile_previous": "per cohort: the previous percentile speaker-bootstrap interval of WER(cohort) - WER(overall) excludes 0",
             "coverage": "share of cohorts whose WER interval contains the true population WER",
         },
         "designs": designs,

@@ -207,3 +207,78 @@ def test_on_null_data_the_adjusted_gap_and_max_test_hold_their_level_and_the_nai
         max_test.append(cf.global_test["p_value"] < 0.05)
     assert np.mean(naive) > 0.3 and np.mean(adjusted) <= 0.1 and np.mean(max_test) <= 0.12, (np.mean(naive), np.mean(adjusted), np.mean(max_test))
     assert "not a test" in cf.gap["naive"] and cf.gap["difference_low"] <= cf.gap["difference"] <= cf.gap["difference_high"]
+
+
+def test_difference_to_overall_jackknife_matches_a_brute_force_loop():
+    """Every unit left out in turn, WER(cohort) - WER(overall) (and its log ratio) recomputed from scratch;
+    the variance is the sum over cohorts of (n_k - 1) / n_k times the squared deviations inside cohort k."""
+    errors = np.array([1.0, 2.0, 6.0, 3.0, 5.0, 1.0, 4.0])
+    words = np.array([10.0, 10.0, 20.0, 15.0, 25.0, 12.0, 30.0])
+    strata = np.array([0, 0, 0, 1, 1, 2, 2])
+    k = 3
+
+    def statistic(keep, log):
+        e, w, s = errors[keep], words[keep], strata[keep]
+        wer = np.bincount(s, weights=e, minlength=k) / np.bincount(s, weights=w, minlength=k)
+        return np.log(wer / (e.sum() / w.sum())) if log else wer - e.sum() / w.sum()
+
+    sizes = np.bincount(strata).astype(float)
+    df_strata = bs.effective_df(words, strata, k)
+    for log in (False, True):
+        left_out = np.array([statistic(np.arange(len(errors)) != i, log) for i in range(len(errors))])  # (units, cohorts)
+        parts = np.array([
+            (sizes[g] - 1) / sizes[g] * ((left_out[strata == g] - left_out[strata == g].mean(axis=0)) ** 2).sum(axis=0) for g in range(k)
+        ])  # (stratum of the unit left out, cohort)
+        variance = parts.sum(axis=0)
+        df = variance**2 / (parts**2 / df_strata[:, None]).sum(axis=0)
+        se, got_df = bs.jackknife_difference_to_overall(errors, words, strata, k, log=log)
+        np.testing.assert_allclose(se, np.sqrt(variance), rtol=1e-10)
+        np.testing.assert_allclose(got_df, df, rtol=1e-10)
+        if log:
+            se_log, df_log = se, df
+    # The intervals: log ratio +- t * se, mapped to the ratio and to WER(overall) (ratio - 1).
+    overall = errors.sum() / words.sum()
+    wer = np.bincount(strata, weights=errors) / np.bincount(strata, weights=words)
+    t = stats.t.ppf(0.975, df_log)
+    intervals = bs.to_overall_intervals(errors, words, strata, k)
+    ratio_low, ratio_high = wer / overall * np.exp(-t * se_log), wer / overall * np.exp(t * se_log)
+    np.testing.assert_allclose(intervals.ratio_low, ratio_low, rtol=1e-10)
+    np.testing.assert_allclose(intervals.ratio_high, ratio_high, rtol=1e-10)
+    np.testing.assert_allclose(intervals.diff_low, overall * (ratio_low - 1), rtol=1e-10)
+    np.testing.assert_allclose(intervals.diff_high, overall * (ratio_high - 1), rtol=1e-10)
+
+
+def test_difference_to_overall_falls_back_to_the_wer_scale_without_errors_to_log():
+    errors = np.array([0.0, 0.0, 0.0, 3.0, 5.0, 2.0])
+    words = np.array([10.0, 10.0, 20.0, 15.0, 25.0, 12.0])
+    strata = np.array([0, 0, 0, 1, 1, 1])
+    se, df = bs.jackknife_difference_to_overall(errors, words, strata, 2)
+    intervals = bs.to_overall_intervals(errors, words, strata, 2)
+    overall = errors.sum() / words.sum()
+    t = stats.t.ppf(0.975, df[0])
+    # Cohort 0 has no errors: its log ratio is undefined, so -overall +- t * se, the ratio floored at 0.
+    assert intervals.diff_low[0] == pytest.approx(-overall - t * se[0])
+    assert intervals.diff_high[0] == pytest.approx(-overall + t * se[0])
+    assert intervals.ratio_low[0] == pytest.approx(max(0.0, 1 + intervals.diff_low[0] / overall))
+    # One-unit cohort: nothing to estimate.
+    one = bs.to_overall_intervals(np.array([1.0, 2.0, 3.0]), np.array([10.0, 10.0, 10.0]), np.array([0, 0, 1]), 2)
+    assert np.isnan(one.diff_low[1]) and np.isnan(one.ratio_high[1]) and np.isfinite(one.diff_low[0])
+
+
+def test_on_null_data_the_difference_to_overall_interval_holds_its_level_and_the_percentile_one_does_not():
+    """Cohorts of 5-50 speakers from one population: every interval excluding 0 is a false positive."""
+    rng = np.random.default_rng(8)
+    sizes = np.array([5, 6, 8, 10, 20, 50])
+    strata = np.repeat(np.arange(len(sizes)), sizes)
+    jackknife, percentile = [], []
+    for trial in range(400):
+        rate = rng.beta(2.0, 2.0 * 0.85 / 0.15, len(strata))
+        words = rng.integers(10, 200, len(strata)).astype(float)
+        errors = rng.binomial(words.astype(int), rate).astype(float)
+        intervals = bs.to_overall_intervals(errors, words, strata, len(sizes))
+        jackknife.extend((intervals.diff_low > 0) | (intervals.diff_high < 0))
+        rep_e, rep_w = bs.stratified_bootstrap(errors, words, strata, list(range(len(sizes))), 200, seed=trial)
+        low, high = bs.percentile_interval(bs.ratio(rep_e, rep_w) - bs.ratio(rep_e.sum(axis=1), rep_w.sum(axis=1))[:, None])
+        percentile.extend((low > 0) | (high < 0))
+    # 2,400 cohorts: a Monte Carlo SE of ~0.45 points at 5%.
+    assert np.mean(jackknife) <= 0.06 and np.mean(percentile) >= 0.09, (np.mean(jackknife), np.mean(percentile))

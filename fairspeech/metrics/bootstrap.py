@@ -93,16 +93,107 @@ def jackknife_se(errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_st
     total_e = np.bincount(strata, weights=errors, minlength=n_strata)
     total_w = np.bincount(strata, weights=words, minlength=n_strata)
     left_out = ratio(total_e[strata] - errors, total_w[strata] - words)
-
-    def spread(values: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(strata, weights=values, minlength=n_strata) / n
-            squares = np.bincount(strata, weights=(values - mean[strata]) ** 2, minlength=n_strata)
-            return np.where(n >= 2, np.sqrt((n - 1) / n * squares), np.nan)
-
     with np.errstate(divide="ignore"):
         log_left_out = np.log(left_out)
-    return spread(left_out), spread(log_left_out)
+    return np.sqrt(_jackknife_variance(left_out, strata, n)), np.sqrt(_jackknife_variance(log_left_out, strata, n))
+
+
+def _jackknife_variance(values: np.ndarray, strata: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per stratum, (n - 1) / n times the summed squared deviations of leave-one-out ``values`` from their
+    stratum mean: the stratum's jackknife variance. NaN where a stratum has fewer than 2 units."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(strata, weights=values, minlength=len(n)) / n
+        squares = np.bincount(strata, weights=(values - mean[strata]) ** 2, minlength=len(n))
+        return np.where(n >= 2, (n - 1) / n * squares, np.nan)
+
+
+def jackknife_difference_to_overall(
+    errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_strata: int, log: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Jackknife standard error and degrees of freedom of WER(stratum) - WER(overall), for each stratum.
+
+    The stratum's units are part of the overall, so the two WERs are correlated; leaving one unit out
+    moves both when it belongs to the stratum and only the overall when it does not. Strata are
+    sample sizes fixed by design (as in :func:`stratified_bootstrap`), so the variance is the sum of
+    per-stratum jackknife variances of that difference: the stratum's own (leave-out changes of both
+    WERs) plus every other stratum's (changes of the overall only), all from one pass over the units.
+
+    Degrees of freedom: Welch-Satterthwaite over those per-stratum components, each with the
+    :func:`effective_df` of its stratum; they are near the stratum's own effective count when it is a
+    small part of the overall. NaN where the stratum has fewer than 2 units.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(words, dtype=np.float64)
+    strata = np.asarray(strata, dtype=np.int64)
+    n = np.bincount(strata, minlength=n_strata).astype(np.float64)
+    total_e = np.bincount(strata, weights=errors, minlength=n_strata)
+    total_w = np.bincount(strata, weights=words, minlength=n_strata)
+    # Leave-one-out changes: of the overall WER (o) and of the unit's own stratum's WER (a).
+    scale = np.log if log else (lambda x: x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        o = scale(ratio(errors.sum() - errors, words.sum() - words)) - scale(ratio(errors.sum(), words.sum()))
+        a = scale(ratio(total_e[strata] - errors, total_w[strata] - words)) - scale(ratio(total_e, total_w))[strata]
+    own = _jackknife_variance(a - o, strata, n)  # the stratum's own units: both WERs move
+    overall_only = np.nan_to_num(_jackknife_variance(o, strata, n))  # a 1-unit stratum has no spread
+    df_strata = effective_df(words, strata, n_strata)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall_only_term = np.where(overall_only > 0, overall_only**2 / df_strata, 0.0)
+        variance = own + overall_only.sum() - overall_only
+        others_term = np.maximum(overall_only_term.sum() - overall_only_term, 0.0)
+        df = variance**2 / (own**2 / df_strata + others_term)
+        df = np.where(variance > 0, df, df_strata)  # no spread at all: the stratum's own count
+    return np.sqrt(variance), df
+
+
+class ToOverallIntervals(NamedTuple):
+    diff_low: np.ndarray
+    diff_high: np.ndarray
+    ratio_low: np.ndarray
+    ratio_high: np.ndarray
+
+
+def to_overall_intervals(
+    errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_strata: int, alpha: float = 0.05
+) -> ToOverallIntervals:
+    """Intervals of each stratum's WER(stratum) / WER(overall) and WER(stratum) - WER(overall).
+
+    Jackknife-t of the log ratio (:func:`jackknife_difference_to_overall` with ``log=True``): a small
+    stratum's WER is skewed right, and on the WER scale the symmetric interval excluded 0 on null
+    data in ~6.5% of cohorts, mostly from below (benchmarks/audit_calibration.py). The difference
+    interval is the ratio interval times WER(overall) minus WER(overall), WER(overall) (R - 1), so it
+    excludes 0 exactly when the ratio interval excludes 1. Where the log is undefined (no errors in
+    the stratum, or none left when one unit is left out), the WER-scale jackknife-t of the difference,
+    the ratio interval then derived from it and floored at 0.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(words, dtype=np.float64)
+    strata = np.asarray(strata, dtype=np.int64)
+    overall = ratio(errors.sum(), words.sum())
+    wer = ratio(np.bincount(strata, weights=errors, minlength=n_strata), np.bincount(strata, weights=words, minlength=n_strata))
+    se, df = jackknife_difference_to_overall(errors, words, strata, n_strata)
+    se_log, df_log = jackknife_difference_to_overall(errors, words, strata, n_strata, log=True)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        log_ratio = np.log(ratio(wer, overall))
+        on_log = np.isfinite(se_log) & np.isfinite(log_ratio)
+        log_low, log_high = difference_t_interval(log_ratio, np.where(on_log, se_log, 0.0), df_log, alpha)
+        d_low, d_high = difference_t_interval(wer - overall, se, df, alpha)
+        ratio_low = np.where(on_log, np.exp(log_low), np.maximum(1 + ratio(d_low, overall), 0.0))
+        ratio_high = np.where(on_log, np.exp(log_high), 1 + ratio(d_high, overall))
+        diff_low = np.where(on_log, overall * (ratio_low - 1), d_low)
+        diff_high = np.where(on_log, overall * (ratio_high - 1), d_high)
+    return ToOverallIntervals(diff_low, diff_high, ratio_low, ratio_high)
+
+
+def difference_t_interval(
+    difference: np.ndarray, se: np.ndarray, df: np.ndarray, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric Student-t interval ``difference +- t(1 - alpha/2, df) * se``; NaN where df or se is undefined."""
+    from scipy import stats
+
+    difference, se, df = (np.asarray(v, dtype=np.float64) for v in (difference, se, df))
+    with np.errstate(invalid="ignore"):
+        t = np.where(df > 0, stats.t.ppf(1 - alpha / 2, np.where(df > 0, df, 1.0)), np.nan)
+    return difference - t * se, difference + t * se
 
 
 def effective_df(words: np.ndarray, strata: np.ndarray, n_strata: int) -> np.ndarray:

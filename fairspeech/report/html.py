@@ -21,7 +21,8 @@ DEFINITIONS = """
 utterances; never a mean of per-utterance WERs. Text is normalized identically on both sides (settings below).</li>
 <li><b>Interval</b> of a WER: Student-t interval (log scale, speakers - 1 degrees of freedom) from a jackknife that leaves
 out one speaker at a time (utterances of one speaker are correlated); it keeps its level in 5-speaker cohorts, where a
-percentile bootstrap does not. Differences to overall: percentile bootstrap resampling speakers within each cohort.</li>
+percentile bootstrap does not. Differences and ratios to overall: Student-t interval from a jackknife of
+log(WER(cohort) / WER(overall)), leaving one speaker out of both at once (the cohort's speakers are part of the overall).</li>
 <li><b>p</b>: speaker-level permutation test of |WER(cohort) - WER(rest)|; <b>p adj.</b>: Benjamini-Hochberg within the table.</li>
 <li><b>Global test</b>: one permutation p-value per table for "no cohort differs", from the largest standardized
 |WER(cohort) - WER(rest)| over the reported cohorts.</li>
