@@ -19,7 +19,7 @@ DEFINITIONS = """
 <ul class="note">
 <li><b>WER</b> = sum of errors (substitutions + deletions + insertions) / sum of reference words over a cohort's
 utterances; never a mean of per-utterance WERs. Text is normalized identically on both sides (settings below).</li>
-<li><b>Interval</b> of a WER: Student-t interval (log scale, speakers - 1 degrees of freedom) from a jackknife that leaves
+<li><b>Interval</b> of a WER: Student-t interval (log scale; degrees of freedom: the effective number of speakers, weighted by their words) from a jackknife that leaves
 out one speaker at a time (utterances of one speaker are correlated); it keeps its level in 5-speaker cohorts, where a
 percentile bootstrap does not. Differences and ratios to overall: Student-t interval from a jackknife of
 log(WER(cohort) / WER(overall)), leaving one speaker out of both at once (the cohort's speakers are part of the overall).</li>
