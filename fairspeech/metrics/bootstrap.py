@@ -86,16 +86,22 @@ def jackknife_se(errors: np.ndarray, words: np.ndarray, strata: np.ndarray, n_st
     NaN where a stratum has fewer than 2 units; the log-scale one is also NaN (or inf) where leaving
     out one unit leaves no errors, since log 0 is undefined.
     """
+    errors, words, strata, n, total_e, total_w = _stratum_totals(errors, words, strata, n_strata)
+    left_out = ratio(total_e[strata] - errors, total_w[strata] - words)
+    with np.errstate(divide="ignore"):
+        log_left_out = np.log(left_out)
+    return np.sqrt(_jackknife_variance(left_out, strata, n)), np.sqrt(_jackknife_variance(log_left_out, strata, n))
+
+
+def _stratum_totals(errors, words, strata, n_strata: int):
+    """Units' errors, words and strata as arrays, with each stratum's unit count, errors and words."""
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(words, dtype=np.float64)
     strata = np.asarray(strata, dtype=np.int64)
     n = np.bincount(strata, minlength=n_strata).astype(np.float64)
     total_e = np.bincount(strata, weights=errors, minlength=n_strata)
     total_w = np.bincount(strata, weights=words, minlength=n_strata)
-    left_out = ratio(total_e[strata] - errors, total_w[strata] - words)
-    with np.errstate(divide="ignore"):
-        log_left_out = np.log(left_out)
-    return np.sqrt(_jackknife_variance(left_out, strata, n)), np.sqrt(_jackknife_variance(log_left_out, strata, n))
+    return errors, words, strata, n, total_e, total_w
 
 
 def _jackknife_variance(values: np.ndarray, strata: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -122,12 +128,7 @@ def jackknife_difference_to_overall(
     :func:`effective_df` of its stratum; they are near the stratum's own effective count when it is a
     small part of the overall. NaN where the stratum has fewer than 2 units.
     """
-    errors = np.asarray(errors, dtype=np.float64)
-    words = np.asarray(words, dtype=np.float64)
-    strata = np.asarray(strata, dtype=np.int64)
-    n = np.bincount(strata, minlength=n_strata).astype(np.float64)
-    total_e = np.bincount(strata, weights=errors, minlength=n_strata)
-    total_w = np.bincount(strata, weights=words, minlength=n_strata)
+    errors, words, strata, n, total_e, total_w = _stratum_totals(errors, words, strata, n_strata)
     # Leave-one-out changes: of the overall WER (o) and of the unit's own stratum's WER (a).
     scale = np.log if log else (lambda x: x)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/path.sh
-BASE=${BASE:-runs/asr_baseline_demo}   # the demo-corpus baseline: CONFIG=recipes/asr_baseline/demo.toml EXP=runs/asr_baseline_demo recipes/asr_baseline/run.sh
+BASE=${BASE:-runs/asr_baseline_demo}   # the demo-corpus baseline: CONFIG=recipes/asr_baseline/demo.toml EXP=runs/asr_baseline_demo STAGE=3 LAUNCH=python recipes/asr_baseline/run.sh
 EXP=${EXP:-runs/asr_amortized}
 RESULTS=${RESULTS:-benchmarks/results}   # where the result JSON, plot and cost table go
 MCU=mcu_100mflops

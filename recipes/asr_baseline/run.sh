@@ -6,10 +6,12 @@
 #   4. evaluate dev / test / unseen per cohort (greedy), test with beam search, and write
 #      benchmarks/results/asr_baseline.json.
 #   STAGE=3 STOP_STAGE=3 recipes/asr_baseline/run.sh --set train.epochs=2     # one stage, with overrides
-#   LAUNCH="torchrun --nproc_per_node 2" recipes/asr_baseline/run.sh            # DistributedDataParallel
+# Training runs on 2 DistributedDataParallel processes of 1 thread each, the fastest setting measured on 2 cores
+# (benchmarks/asr_throughput.py); LAUNCH=python trains in one process (then add --set train.threads=2).
+# Resume with the same LAUNCH.
 # The earlier demo-corpus baseline (1.6 hours; asr_baseline_demo.json), which the amortized, EWC and
 # neural-diff recipes still start from:
-#   CONFIG=recipes/asr_baseline/demo.toml EXP=runs/asr_baseline_demo RESULT=benchmarks/results/asr_baseline_demo.json STAGE=3 recipes/asr_baseline/run.sh
+#   CONFIG=recipes/asr_baseline/demo.toml EXP=runs/asr_baseline_demo RESULT=benchmarks/results/asr_baseline_demo.json STAGE=3 LAUNCH=python recipes/asr_baseline/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/path.sh
@@ -25,7 +27,7 @@ if run_stage 1; then corpus; fi
 if run_stage 2; then corpus --recognize; fi
 if run_stage 3; then
   [ "$CONFIG" = recipes/asr_baseline/demo.toml ] && recipes/demo_corpus/run.sh --ensure-audio
-  ${LAUNCH:-python} -m fairspeech.asr.train "$CONFIG" --exp-dir "$EXP" "$@"
+  ${LAUNCH:-torchrun --standalone --nproc_per_node 2} -m fairspeech.asr.train "$CONFIG" --exp-dir "$EXP" "$@"
 fi
 if run_stage 4; then
   python -m fairspeech.asr.evaluate "$EXP/model.safetensors" --out "$EXP/eval"
