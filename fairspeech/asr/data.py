@@ -193,6 +193,8 @@ def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str
     if schema.SPLIT not in frame.columns or schema.AUDIO_PATH not in frame.columns:
         raise KeyError(f"{manifest_path} needs '{schema.SPLIT}' and '{schema.AUDIO_PATH}' columns to train or evaluate an ASR model")
     frame = resolve_audio_paths(frame, manifest_path, audio_dir)
+    # Keyed by the front-end settings: features of other settings live beside, never mixed in.
+    key = hashlib.sha1(json.dumps(logmel_settings(logmel), sort_keys=True).encode()).hexdigest()[:10]
     out = {}
     for split in splits:
         part = frame[frame[schema.SPLIT] == split].reset_index(drop=True)
@@ -202,7 +204,5 @@ def load_splits(manifest_path: str | Path, splits: Sequence[str], cache_dir: str
         if part.empty:
             raise ValueError(f"split {split!r} of {manifest_path} is empty")
         suffix = f"-first{limit}" if limit else ""
-        # Keyed by the front-end settings: features of other settings live beside, never mixed in.
-        key = hashlib.sha1(json.dumps(logmel_settings(logmel), sort_keys=True).encode()).hexdigest()[:10]
         out[split] = (part, build_feature_cache(part, Path(cache_dir) / f"{split}{suffix}-logmel{key}.safetensors", logmel, progress))
     return out

@@ -272,11 +272,9 @@ def allocate_voices(n_speakers: int, voices: tuple[Voice, ...] = VOICES) -> list
     return allocated
 
 
-def sample_speakers(seed: int, n_speakers: int, zips: pd.DataFrame, voices: tuple[Voice, ...] = VOICES,
-                    id_prefix: str = "demo") -> list[Speaker]:
+def sample_speakers(seed: int, n_speakers: int, zips: pd.DataFrame) -> list[Speaker]:
     """``n_speakers`` speakers: allocated voices in a seeded order, each with its own home and voice shaping."""
-    allocated = allocate_voices(n_speakers, voices)
-    return speakers_for_voices(seed, allocated, zips, id_prefix)
+    return speakers_for_voices(seed, allocate_voices(n_speakers), zips)
 
 
 def speakers_for_voices(seed: int, allocated: list[Voice], zips: pd.DataFrame, id_prefix: str = "demo") -> list[Speaker]:
