@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -162,7 +163,7 @@ def score_utterances(
     file and line, or, with ``skip_bad_rows``, an excluded row counted in ``exclusions``.
     """
     counts = alignment_counts(
-        frame[schema.REFERENCE].tolist(), frame[schema.HYPOTHESIS].fillna("").tolist(), normalizer,
+        frame[schema.REFERENCE], frame[schema.HYPOTHESIS].fillna(""), normalizer,
         workers=workers, progress=progress,
     )
     empty = counts[schema.REF_WORDS].to_numpy() == 0
@@ -180,6 +181,46 @@ def score_utterances(
     return utterances
 
 
+def speaker_units(scored: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
+    """Counts summed per speaker and combination of ``attributes`` (with n_utterances): one pass over the
+    utterances, after which every cohort table works on speakers, not utterances.
+
+    The cohort tables resample exactly these units (a speaker, or a speaker's utterances inside one
+    cohort where an attribute varies within a speaker), so their numbers do not change; the Dask
+    engine's partitions reduce to the same rows.
+    """
+    summed = [c for c in (*schema.COUNT_COLUMNS, schema.N_UTTERANCES) if c in scored.columns]
+    keys = [schema.SPEAKER_ID, *[a for a in attributes if a != schema.SPEAKER_ID]]
+    # Hash each key column once (Arrow's dictionary encoding for string columns), combine the codes into
+    # one integer per row, and sum with bincount: ~6x less work than a groupby on the string columns.
+    combined, size, uniques = np.zeros(len(scored), dtype=np.int64), 1, []
+    for key in keys:
+        codes, levels = pd.factorize(scored[key], use_na_sentinel=False)
+        if size * max(len(levels), 1) >= 2**62:  # too many combinations for one integer: pandas' groupby
+            return _grouped_units(scored, keys, summed)
+        combined = combined * max(len(levels), 1) + codes
+        size *= max(len(levels), 1)
+        uniques.append((codes, levels))
+    group, _ = pd.factorize(combined)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    first = np.empty(n_groups, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group) - 1, -1, -1)  # each unit's first row (the last write wins)
+    units = pd.DataFrame({key: levels.take(codes[first]) for key, (codes, levels) in zip(keys, uniques)})
+    for column in summed:
+        units[column] = np.bincount(group, weights=scored[column].to_numpy(np.float64), minlength=n_groups).astype(np.int64)
+    if schema.N_UTTERANCES not in summed:
+        units[schema.N_UTTERANCES] = np.bincount(group, minlength=n_groups).astype(np.int64)
+    return units
+
+
+def _grouped_units(scored: pd.DataFrame, keys: list[str], summed: list[str]) -> pd.DataFrame:
+    frame = scored[keys + summed]
+    if schema.N_UTTERANCES not in frame.columns:
+        frame = frame.assign(**{schema.N_UTTERANCES: np.ones(len(frame), dtype=np.int64)})
+        summed = [*summed, schema.N_UTTERANCES]
+    return frame.groupby(keys, dropna=False, sort=False, observed=True)[summed].sum().reset_index()
+
+
 def summarize(
     scored: pd.DataFrame,
     settings: AuditSettings,
@@ -195,8 +236,11 @@ def summarize(
         n_boot=settings.n_boot, n_permutations=settings.n_permutations, alpha=settings.alpha,
         min_speakers=settings.min_speakers, seed=settings.seed,
     )
-    overall = CohortFrame(scored, None, **common)
-    tables = [CohortFrame(scored, spec, **common) for spec in tqdm(settings.by, desc="cohort tables", disable=not progress)]
+    units = speaker_units(scored, sorted({c for spec in settings.by for c in spec}))
+    timings["speaker_sums"] = time.perf_counter() - start
+    start = time.perf_counter()
+    overall = CohortFrame(units, None, **common)
+    tables = [CohortFrame(units, spec, **common) for spec in tqdm(settings.by, desc="cohort tables", disable=not progress)]
     timings["cohort_tables"] = time.perf_counter() - start
     discovery = None
     if settings.discover:

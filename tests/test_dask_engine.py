@@ -86,3 +86,21 @@ def test_cli_with_a_running_scheduler_address(corpus, tmp_path):
     assert code == 0
     data = (tmp_path / "out" / "audit.json").read_text()
     assert '"engine": "dask"' in data and '"partitions": 9' in data
+
+
+def test_two_worker_processes_behind_a_running_scheduler_match_in_memory(corpus, tmp_path):
+    """As on a real cluster (``dask scheduler`` + ``dask worker ADDRESS --nworkers 2 --nthreads 1``): a scheduler
+    started elsewhere, two worker processes; the audit through its address equals the in-memory one."""
+    import dask
+    from distributed import LocalCluster
+
+    frame, path = corpus
+    frame.to_parquet(tmp_path / "all.parquet", index=False)
+    kwargs = dict(n_boot=100, n_permutations=49, seed=2, skip_bad_rows=True, progress=False)
+    memory = run_audit(read_manifest(tmp_path / "all.parquet", skip_bad_rows=True), "cohort", **kwargs).to_dict()
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s"}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            dask_result = run_audit_dask(path, "cohort", scheduler=cluster.scheduler_address, **kwargs).to_dict()
+            assert len(cluster.workers) == 2
+    assert dask_result["overall"] == memory["overall"]
+    assert dask_result["cohort_tables"] == memory["cohort_tables"]

@@ -106,7 +106,22 @@ def _is_text(series: pd.Series) -> np.ndarray:
     return series.map(lambda v: isinstance(v, str)).to_numpy(bool)
 
 
+def _arrow_strings(series: pd.Series):
+    """The Arrow array behind a string column with no missing values (pandas' default string storage), else None."""
+    import pyarrow as pa
+
+    array = getattr(series.array, "_pa_array", None)
+    if array is None or array.null_count or not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    return array
+
+
 def _blank(series: pd.Series) -> np.ndarray:
+    arrow = _arrow_strings(series)
+    if arrow is not None:  # the same test as strip() == "" (Arrow's whitespace, as pandas' strip uses), without copies
+        import pyarrow.compute as pc
+
+        return pc.or_(pc.utf8_is_space(arrow), pc.equal(pc.utf8_length(arrow), 0)).to_numpy(zero_copy_only=False)
     text = series.where(_is_text(series), "x").astype(str)
     return text.str.strip().eq("").to_numpy(bool)
 
@@ -115,7 +130,7 @@ def validate(
     frame: pd.DataFrame, path: str | Path, skip_bad_rows: bool = False, require_hypothesis: bool = True
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Check a canonical frame; return it cleaned (types fixed) and the exclusions by reason."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # columns are replaced, never changed in place: the caller's frame stays as it was
     if FILE_COL not in frame.columns:
         frame[FILE_COL] = str(path)
         frame[LINE_COL] = np.arange(1, len(frame) + 1)
@@ -182,8 +197,8 @@ def validate(
             int(row[LINE_COL]),
             column,
         )
-    frame = frame[~bad_any].reset_index(drop=True)
-    if schema.HYPOTHESIS in frame.columns:
+    frame = frame[~bad_any].reset_index(drop=True) if bad_any.any() else frame.reset_index(drop=True)
+    if schema.HYPOTHESIS in frame.columns and frame[schema.HYPOTHESIS].hasnans:
         frame[schema.HYPOTHESIS] = frame[schema.HYPOTHESIS].where(frame[schema.HYPOTHESIS].notna(), None)
     if len(frame) == 0:
         raise ManifestError(f"no usable rows (excluded: {exclusions})", path)
@@ -201,7 +216,11 @@ def _blank_attributes_to_missing(frame: pd.DataFrame) -> None:
     for column in frame.columns:
         if column in _NOT_ATTRIBUTES or not (pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column])):
             continue
-        blank = frame[column].astype("string").str.strip().eq("").fillna(False).to_numpy(bool)
+        arrow = _arrow_strings(frame[column])
+        if arrow is not None:
+            blank = _blank(frame[column])
+        else:
+            blank = frame[column].astype("string").str.strip().eq("").fillna(False).to_numpy(bool)
         if blank.any():
             frame[column] = frame[column].mask(blank, None)
 

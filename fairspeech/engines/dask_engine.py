@@ -7,6 +7,16 @@ folds results in as they arrive, so memory holds one partition per worker plus t
 speaker-level table; then the same cohort-table, bootstrap and discovery code runs on the sums.
 Cohort WERs, intervals and p-values are identical to the in-memory engine on the same input:
 both resample the same per-speaker sums.
+
+On a cluster (or several processes of one machine) behind a running scheduler:
+
+    dask scheduler                                          # prints tcp://HOST:8786
+    dask worker tcp://HOST:8786 --nworkers 2 --nthreads 1   # on each machine: one thread per process
+    fairspeech audit parts/ --engine dask --scheduler tcp://HOST:8786 --by accent,gender --out DIR
+
+Every worker must reach the Parquet files at the same path (a shared or network file system) and
+have fairspeech installed; tests/test_dask_engine.py runs two worker processes behind a scheduler.
+Alignment holds the GIL, so one thread per worker process, as many processes as cores.
 """
 
 from __future__ import annotations

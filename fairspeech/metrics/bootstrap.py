@@ -36,13 +36,41 @@ def bootstrap_sums(errors: np.ndarray, words: np.ndarray, n_boot: int, rng: np.r
         out_e.fill(0.0)
         out_w.fill(0.0)
         return out_e, out_w
-    rows = max(1, _MAX_DRAW // n)
+    packed = _packed_counts(errors, words)
+    # Draws in blocks of ~1M indices, which keeps the gathered values in cache; the stream of draws is
+    # the same whatever the block size (numpy's bounded integers consume the generator in order).
+    rows = max(1, _BLOCK // n)
     for start in range(0, n_boot, rows):
         stop = min(n_boot, start + rows)
         idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32 if n < 2**31 else np.int64)
-        out_e[start:stop] = errors[idx].sum(axis=1)
-        out_w[start:stop] = words[idx].sum(axis=1)
+        if packed is not None:  # one gather and one exact integer sum for both counts
+            sums = packed[idx].sum(axis=1)
+            out_e[start:stop] = sums >> 32
+            out_w[start:stop] = sums & 0xFFFFFFFF
+        else:
+            out_e[start:stop] = errors[idx].sum(axis=1)
+            out_w[start:stop] = words[idx].sum(axis=1)
     return out_e, out_w
+
+
+_BLOCK = 1 << 20
+
+
+def _packed_counts(errors: np.ndarray, words: np.ndarray) -> np.ndarray | None:
+    """errors * 2^32 + words as int64 when both are whole numbers >= 0 whose resample sums stay below
+    2^31 (so neither half overflows into the other); None otherwise. Counts are whole numbers, and
+    sums of whole numbers are exact both as integers and as float64 below 2^53, so the float sums of
+    the two arrays and the integer sum of the packed one are the same numbers."""
+    n = len(errors)
+    if n == 0:
+        return None
+    top_e, top_w = float(errors.max()), float(words.max())
+    if min(errors.min(), words.min()) < 0 or n * max(top_e, top_w) >= 2**31:
+        return None
+    e, w = errors.astype(np.int64), words.astype(np.int64)
+    if not (np.array_equal(e, errors) and np.array_equal(w, words)):
+        return None
+    return (e << 32) | w
 
 
 def stratified_bootstrap(
@@ -295,17 +323,18 @@ def permutation_tests(
     observed = statistic(
         np.bincount(strata, weights=errors, minlength=n_strata), np.bincount(strata, weights=words, minlength=n_strata)
     )
-    n = len(strata)
     rng = stream(seed, "permutation")
-    permuted_stats = np.empty((n_permutations, n_strata))
-    rows = max(1, _MAX_DRAW // max(n, 1))
-    for start in range(0, n_permutations, rows):
-        p = min(n_permutations, start + rows) - start
-        permuted = rng.permuted(np.broadcast_to(strata, (p, n)), axis=1)
-        flat = (permuted + (np.arange(p) * n_strata)[:, None]).ravel()
-        e_in = np.bincount(flat, weights=np.tile(errors, p), minlength=p * n_strata).reshape(p, n_strata)
-        w_in = np.bincount(flat, weights=np.tile(words, p), minlength=p * n_strata).reshape(p, n_strata)
-        permuted_stats[start : start + p] = statistic(e_in, w_in)
+    # One permutation at a time, of the labels in the smallest integer type: the shuffle draws the
+    # same numbers whatever the type or the number of rows shuffled per call, so the permutations
+    # are the ones a (permutations x units) int64 shuffle gives, at a fraction of the memory traffic.
+    labels = strata.astype(np.int8 if n_strata <= 127 else np.int16 if n_strata <= 32767 else np.int64)
+    e_in = np.empty((n_permutations, n_strata))
+    w_in = np.empty((n_permutations, n_strata))
+    for i in range(n_permutations):
+        permuted = rng.permuted(labels).astype(np.intp)
+        e_in[i] = np.bincount(permuted, weights=errors, minlength=n_strata)
+        w_in[i] = np.bincount(permuted, weights=words, minlength=n_strata)
+    permuted_stats = statistic(e_in, w_in)
     # A tiny tolerance so ties from floating-point sums count as "at least as extreme".
     exceed = (permuted_stats >= observed - 1e-12).sum(axis=0)
     pvalues = (1.0 + exceed) / (1.0 + n_permutations)

@@ -24,6 +24,7 @@ stability) and are counted in ``frame.suppressed``; they still count in the over
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -121,18 +122,21 @@ class CohortFrame:
         )
         table["wer"] = bs.ratio(table["errors"], table["ref_words"])
 
-        stream_labels = [" x ".join(map(str, lab)) for lab in labels]
-        rep_e, rep_w = bs.stratified_bootstrap(ue, uw, codes, stream_labels, self.n_boot, self.seed)
-        rep_wer = bs.ratio(rep_e, rep_w)
-        table["wer_low"], table["wer_high"] = self._wer_interval(ue, uw, codes, k)
-
         reported = (table["speakers"] >= self.min_speakers).to_numpy()
         self.suppressed = {
             "cohorts": int((~reported).sum()),
             "speakers": int(table.loc[~reported, "speakers"].sum()),
             "utterances": int(table.loc[~reported, "utterances"].sum()),
         }
-        tests = bs.permutation_tests(ue, uw, codes, k, self.n_permutations, self.seed, include=reported)
+        # The permutation tests and the bootstrap draw from their own streams, so they run side by side
+        # (numpy releases the GIL while it shuffles and gathers): the same numbers on two cores.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            permutations = pool.submit(bs.permutation_tests, ue, uw, codes, k, self.n_permutations, self.seed, include=reported)
+            stream_labels = [" x ".join(map(str, lab)) for lab in labels]
+            rep_e, rep_w = bs.stratified_bootstrap(ue, uw, codes, stream_labels, self.n_boot, self.seed)
+            rep_wer = bs.ratio(rep_e, rep_w)
+            table["wer_low"], table["wer_high"] = self._wer_interval(ue, uw, codes, k)
+            tests = permutations.result()
         pvalues = tests.pvalues
         self.global_test = {
             "null": "no reported cohort's WER differs from the rest",

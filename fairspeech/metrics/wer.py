@@ -6,7 +6,12 @@ same normalized text.
 
 Speed: each distinct whitespace token is normalized once and mapped to one private character, so
 an utterance becomes a short string and rapidfuzz aligns it on its C fast path; identical pairs
-skip alignment. Large inputs are split over worker processes. There is no vocabulary limit: once a
+skip alignment. With the built-in normalization (token by token), a chunk is split into tokens,
+deduplicated and re-joined by Arrow compute kernels, so Python touches each distinct token once and
+each utterance only to align it; and only pairs whose counts the edit distance leaves open go
+through the edit script (one edit, or only insertions/deletions to make up the length difference,
+fix substitutions, deletions and insertions; their distance comes from rapidfuzz's C batch
+``cpdist``). Large inputs are split over worker processes. There is no vocabulary limit: once a
 run has more distinct words than there are code points from U+E000 (1,056,768), utterances become
 lists of word numbers instead, which rapidfuzz aligns the same way, only slower.
 """
@@ -19,6 +24,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from rapidfuzz import process as rf_process
 from rapidfuzz.distance import Levenshtein
 from tqdm.auto import tqdm
 
@@ -129,18 +137,125 @@ class _ChunkCounter:
         return masks
 
 
+def _as_text_array(values) -> pa.Array | None:
+    """``values`` as one Arrow string array (None where they are not all text or missing)."""
+    try:
+        array = values
+        if not isinstance(array, (pa.Array, pa.ChunkedArray)):
+            array = pa.array(values if isinstance(values, (pd.Series, np.ndarray)) else list(values), from_pandas=True)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+        if pa.types.is_null(array.type):  # all missing
+            array = pa.array([""] * len(array), type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    return array.fill_null("") if array.null_count else array
+
+
+class _ArrowCounter:
+    """:class:`_ChunkCounter`'s counts for a token-by-token normalizer, with the per-token work in Arrow.
+
+    A chunk's texts are split at ASCII whitespace by Arrow; each distinct raw token is normalized
+    once (per process) and encoded as one character per word (a token can hold several words, or
+    none, after normalization: ``normalizer(token).split()``, as the Python path's token cache); the
+    codes are joined back per utterance by Arrow. Splitting at ASCII whitespace only is the same as
+    splitting at all whitespace for such a normalizer: other whitespace inside a token splits it
+    into the same words when the token is normalized. The counts equal the Python path's (tested).
+    """
+
+    def __init__(self, normalizer: TextNormalizer):
+        self.normalizer = normalizer
+        self.encoder = _WordEncoder()
+        self.codes: dict[str, str] = {}  # raw token -> one character per normalized word
+        self.fallback: _ChunkCounter | None = None
+
+    def _code(self, token: str) -> str:
+        code = self.codes.get(token)
+        if code is None:
+            code = self.codes[token] = self.encoder.chars(self.normalizer(token))
+        return code
+
+    def _encode(self, texts: pa.Array) -> pa.Array:
+        tokens = pc.ascii_split_whitespace(texts)
+        flat = tokens.flatten()
+        encoded = pc.dictionary_encode(flat)
+        codes = pa.array([self._code(t) for t in encoded.dictionary.to_pylist()], type=pa.string())
+        offsets = tokens.offsets
+        if len(offsets) and offsets[0].as_py() != 0:
+            offsets = pc.subtract(offsets, offsets[0])
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, codes.take(encoded.indices)), "")
+
+    def __call__(self, references, hypotheses) -> np.ndarray:
+        if self.fallback is None:
+            refs, hyps = _as_text_array(references), _as_text_array(hypotheses)
+            if refs is not None and hyps is not None:
+                try:
+                    return _count_codes(self._encode(refs), self._encode(hyps))
+                except _VocabularyFull:
+                    pass
+            self.fallback = _ChunkCounter(self.normalizer)  # from here on, this process counts in Python
+        return self.fallback(_as_list(references), _as_list(hypotheses))
+
+
+def _as_list(values) -> list:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return ["" if v is None else v for v in values.to_pylist()]
+    return list(values)
+
+
+def _count_codes(ref: pa.Array, hyp: pa.Array) -> np.ndarray:
+    """(n, 5) counts from per-utterance code strings (one character per word), as :class:`_ChunkCounter`.
+
+    With d the edit distance and delta = n_ref - n_hyp, deletions - insertions = delta and
+    substitutions + deletions + insertions = d, so the counts are fixed unless d - |delta| >= 2;
+    only those pairs go through the edit script (rapidfuzz's ``editops``, as jiwer).
+    """
+    n_ref = pc.utf8_length(ref).to_numpy(zero_copy_only=False).astype(np.int64)
+    n_hyp = pc.utf8_length(hyp).to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.zeros((len(ref), 5), dtype=COUNT_DTYPE)
+    out[:, 0] = n_ref
+    out[:, 4] = n_ref
+    differ = np.flatnonzero(~pc.equal(ref, hyp).to_numpy(zero_copy_only=False))
+    if not len(differ):
+        return out
+    index = pa.array(differ)
+    refs, hyps = ref.take(index).to_pylist(), hyp.take(index).to_pylist()
+    d = rf_process.cpdist(refs, hyps, scorer=Levenshtein.distance, workers=1).astype(np.int64)
+    delta = n_ref[differ] - n_hyp[differ]
+    ins = np.maximum(-delta, 0)  # fixed where d - |delta| < 2: no insertion-deletion pair
+    for j in np.flatnonzero(d - np.abs(delta) >= 2).tolist():
+        ins[j] = sum(1 for op in Levenshtein.editops(refs[j], hyps[j]) if op[0] == "insert")
+    dels = ins + delta
+    subs = d - dels - ins
+    out[differ, 0] = n_ref[differ] - subs - dels
+    out[differ, 1] = subs
+    out[differ, 2] = dels
+    out[differ, 3] = ins
+    return out
+
+
+def _counter(normalizer: TextNormalizer):
+    return _ArrowCounter(normalizer) if normalizer.tokenwise else _ChunkCounter(normalizer)
+
+
 # Inputs for forked workers: set before the pool starts, so children read them without pickling.
 _SHARED: tuple = ()
-_WORKER_COUNTER: _ChunkCounter | None = None
+_WORKER_COUNTER = None
 
 
 def _count_shared_range(bounds: tuple[int, int]) -> np.ndarray:
     global _WORKER_COUNTER
     references, hypotheses, normalizer = _SHARED
     if _WORKER_COUNTER is None:
-        _WORKER_COUNTER = _ChunkCounter(normalizer)
+        _WORKER_COUNTER = _counter(normalizer)
     start, stop = bounds
-    return _WORKER_COUNTER(references[start:stop], hypotheses[start:stop])
+    return _WORKER_COUNTER(_slice(references, start, stop), _slice(hypotheses, start, stop))
+
+
+def _slice(values, start: int, stop: int):
+    return values.slice(start, stop - start) if isinstance(values, (pa.Array, pa.ChunkedArray)) else values[start:stop]
 
 
 def alignment_counts(
@@ -161,6 +276,12 @@ def alignment_counts(
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     normalizer = TextNormalizer() if normalizer is None else normalizer
     n = len(references)
+    if normalizer.tokenwise:  # one Arrow array each, shared by forked workers without copies
+        arrays = _as_text_array(references), _as_text_array(hypotheses)
+        if arrays[0] is not None and arrays[1] is not None:
+            references, hypotheses = arrays
+    if not isinstance(references, pa.Array):
+        references, hypotheses = _as_list(references), _as_list(hypotheses)
     workers = workers or len(os.sched_getaffinity(0))
     bounds = [(s, min(s + _CHUNK, n)) for s in range(0, n, _CHUNK)]
     bar = tqdm(total=n, desc="aligning", unit="utt", disable=not progress, mininterval=1.0)
@@ -175,9 +296,9 @@ def alignment_counts(
         finally:
             _SHARED = ()
     else:
-        counter = _ChunkCounter(normalizer)
+        counter = _counter(normalizer)
         for start, stop in bounds:
-            parts.append(counter(references[start:stop], hypotheses[start:stop]))
+            parts.append(counter(_slice(references, start, stop), _slice(hypotheses, start, stop)))
             bar.update(stop - start)
     bar.close()
     counts = np.concatenate(parts) if parts else np.zeros((0, 5), dtype=COUNT_DTYPE)
