@@ -137,13 +137,14 @@ class _ChunkCounter:
         return masks
 
 
-def _as_text_array(values) -> pa.Array | None:
-    """``values`` as one Arrow string array (None where they are not all text or missing)."""
+def _as_text_array(values, combine: bool = True) -> pa.Array | pa.ChunkedArray | None:
+    """``values`` as one Arrow string array (None where they are not all text or missing); with
+    ``combine=False`` a chunked column (a Parquet file's row groups) stays chunked, without a copy."""
     try:
         array = values
         if not isinstance(array, (pa.Array, pa.ChunkedArray)):
             array = pa.array(values if isinstance(values, (pd.Series, np.ndarray)) else list(values), from_pandas=True)
-        if isinstance(array, pa.ChunkedArray):
+        if isinstance(array, pa.ChunkedArray) and (combine or array.num_chunks == 1):
             array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         if pa.types.is_null(array.type):  # all missing
             array = pa.array([""] * len(array), type=pa.string())
@@ -276,11 +277,11 @@ def alignment_counts(
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     normalizer = TextNormalizer() if normalizer is None else normalizer
     n = len(references)
-    if normalizer.tokenwise:  # one Arrow array each, shared by forked workers without copies
-        arrays = _as_text_array(references), _as_text_array(hypotheses)
+    if normalizer.tokenwise:  # Arrow arrays, shared by forked workers without copies; chunks are joined per slice
+        arrays = _as_text_array(references, combine=False), _as_text_array(hypotheses, combine=False)
         if arrays[0] is not None and arrays[1] is not None:
             references, hypotheses = arrays
-    if not isinstance(references, pa.Array):
+    if not isinstance(references, (pa.Array, pa.ChunkedArray)):
         references, hypotheses = _as_list(references), _as_list(hypotheses)
     workers = workers or len(os.sched_getaffinity(0))
     bounds = [(s, min(s + _CHUNK, n)) for s in range(0, n, _CHUNK)]
