@@ -233,7 +233,7 @@ def main() -> None:
                         help="rows of the largest run for the jiwer / rapidfuzz baselines (0: all; then scaled to each run)")
     parser.add_argument("--peer-rows", type=int, default=5_000, help="rows for fairlearn MetricFrame (0: skip)")
     parser.add_argument("--peer-boot", type=int, default=20)
-    parser.add_argument("--data-dir", default=None, help="keep the generated corpora here (default: a temporary folder)")
+    parser.add_argument("--data-dir", default=None, help="folder for the generated corpora, removed at the end (default: the system's temporary folder; 10M rows take ~1.5 GB)")
     parser.add_argument("--out", default=None, help="write the JSON here (default: benchmarks/results/audit_scale.json)")
     args = parser.parse_args()
     sizes = parse_sizes(args.sizes)
