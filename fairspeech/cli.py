@@ -153,49 +153,48 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _command(args: argparse.Namespace) -> int | None:
     from fairspeech.data.manifest import ManifestError, read_manifest
-    from fairspeech.errors import InputError
 
-    try:
-        if args.command == "audit" and args.engine == "dask":
-            if args.map or args.hyp or args.format not in (None, "parquet"):
-                raise ManifestError("--engine dask reads canonical Parquet manifests; --map, --hyp and --format are for the in-memory engine")
-            _run_audit(args, args.manifest, _split(args.discover))
-        elif args.command == "audit":
-            manifest = read_manifest(
-                args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows,
-                require_hypothesis=args.asr is None,
+    if args.command == "audit" and args.engine == "dask":
+        if args.map or args.hyp or args.format not in (None, "parquet"):
+            raise ManifestError("--engine dask reads canonical Parquet manifests; --map, --hyp and --format are for the in-memory engine")
+        _run_audit(args, args.manifest, _split(args.discover))
+    elif args.command == "audit":
+        manifest = read_manifest(
+            args.manifest, format=args.format, columns=args.map, hypotheses=args.hyp, skip_bad_rows=args.skip_bad_rows,
+            require_hypothesis=args.asr is None,
+        )
+        if args.asr and "audio_start" in manifest.frame.columns:
+            raise ManifestError("--asr transcribes whole audio files; this Kaldi dir's utterances are segments of "
+                                "recordings (segments file): decode them with your recognizer and pass --hyp", args.manifest)
+        if args.asr:
+            from fairspeech.asr.transcribe import transcribe_manifest
+
+            manifest = transcribe_manifest(
+                manifest, args.asr, audio_root=args.audio_root, workers=args.workers or 1,
+                skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress,
             )
-            if args.asr and "audio_start" in manifest.frame.columns:
-                raise ManifestError("--asr transcribes whole audio files; this Kaldi dir's utterances are segments of "
-                                    "recordings (segments file): decode them with your recognizer and pass --hyp", args.manifest)
-            if args.asr:
-                from fairspeech.asr.transcribe import transcribe_manifest
-
-                manifest = transcribe_manifest(
-                    manifest, args.asr, audio_root=args.audio_root, workers=args.workers or 1,
-                    skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress,
-                )
-            _run_audit(args, manifest, _split(args.discover))
-        elif args.command == "demo":
-            manifest_path = DEMO_DIR / "manifest.parquet"
-            if not manifest_path.exists():
-                raise ManifestError("the demo manifest is missing; build it with recipes/demo_corpus/run.sh", manifest_path)
-            args.by = args.by or "gender,age,accent,voice_family,condition,gender*age"
-            if not args.discover:
-                args.discover = "geo,geodemo,embedding"
-            args.zip_attributes = args.zip_attributes or str(DEMO_DIR / "zip_attributes_SYNTHETIC.csv")
-            args.embeddings = args.embeddings or str(DEMO_DIR / "speaker_embeddings.parquet")
-            _run_audit(args, read_manifest(manifest_path), _split(args.discover))
-        else:
-            return args.handler(args)
-    except InputError as error:  # bad input or options; anything else is a bug and keeps its traceback
-        # args[0], not str(): a KeyError subclass (ProfileError) would print its message quoted.
-        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
-        return 2
+        _run_audit(args, manifest, _split(args.discover))
+    elif args.command == "demo":
+        manifest_path = DEMO_DIR / "manifest.parquet"
+        if not manifest_path.exists():
+            raise ManifestError("the demo manifest is missing; build it with recipes/demo_corpus/run.sh", manifest_path)
+        args.by = args.by or "gender,age,accent,voice_family,condition,gender*age"
+        if not args.discover:
+            args.discover = "geo,geodemo,embedding"
+        args.zip_attributes = args.zip_attributes or str(DEMO_DIR / "zip_attributes_SYNTHETIC.csv")
+        args.embeddings = args.embeddings or str(DEMO_DIR / "speaker_embeddings.parquet")
+        _run_audit(args, read_manifest(manifest_path), _split(args.discover))
+    else:
+        return args.handler(args)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fairspeech.errors import cli_status
+
+    return cli_status(_command, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

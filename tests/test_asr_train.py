@@ -157,7 +157,9 @@ def test_config_base_file_and_overrides(tmp_path):
     config = load_config(tmp_path / "variant.toml", ["train.epochs=7", 'data.tokenizer="bpe"'])
     assert (config.name, config.kind, config.model.dim, config.model.layers) == ("v", "gated", 64, 2)
     assert config.train.epochs == 7 and config.data.tokenizer == "bpe" and config.variant == {"compute_weight": 0.3}
-    with pytest.raises(KeyError, match="unknown keys"):
+    from fairspeech.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[train\] has unknown keys \['epoch'\]"):
         load_config(None, ["train.epoch=3"])
 
 

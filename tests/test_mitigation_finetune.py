@@ -73,9 +73,11 @@ def test_cli_verb_takes_seed_and_variants(base):
 
 
 def test_settings_errors_name_the_key():
-    with pytest.raises(KeyError, match="lambda"):
+    from fairspeech.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lambda"):
         finetune.load_settings(None, ["lambda=3"])
-    with pytest.raises(KeyError, match=r"\[fisher\] has unknown keys \['size'\]"):
+    with pytest.raises(ConfigError, match=r"\[fisher\] has unknown keys \['size'\]"):
         finetune.load_settings(None, ["fisher.size=3"])
     with pytest.raises(ValueError, match="unknown variants"):
         finetune.variant_specs(finetune.load_settings(None, ['variants=["ewc_7"]']))

@@ -74,7 +74,9 @@ def test_chain_trains_the_deployed_model_without_names_then_each_update(corpus):
 def test_settings_need_a_deployed_model(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[experiment]\nout_dir = "x"\n')
-    with pytest.raises(KeyError, match=r"needs \[experiment\] base .* or a \[deployed\] section"):
+    from fairspeech.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs \[experiment\] base .* or a \[deployed\] section"):
         chain.load_settings(path)
 
 

@@ -5,20 +5,23 @@
 ``load_config(path, overrides=["train.epochs=3", ...])`` applies ``--set`` style overrides (values
 parsed as TOML). A file may start from another with ``base = "other.toml"`` (relative to itself):
 the other file's tables are read first and this file's keys replace theirs, so a variant recipe
-states only what differs from the baseline. ``build_model`` turns ``[model].kind`` into the model: ``ctc`` (baseline),
+states only what differs from the baseline. Reading, overrides and checking (unknown keys, value
+types) are :mod:`fairspeech.config`'s, so a bad recipe fails as it is loaded. ``build_model`` turns ``[model].kind`` into the model: ``ctc`` (baseline),
 ``amortized`` (branched encoder with an arbitrator) or ``gated`` (per-block gating).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from fairspeech.asr.ctc_model import SpecAugmentConfig
 from fairspeech.asr.encoder import EncoderConfig
+import fairspeech.config as loader
+from fairspeech.config import from_dict, load
+from fairspeech.errors import ConfigError
 
 
 @dataclass
@@ -86,74 +89,53 @@ class RecipeConfig:
 _SECTIONS = {"data": DataConfig, "model": EncoderConfig, "specaugment": SpecAugmentConfig, "train": TrainConfig, "eval": EvalConfig}
 VARIANT_SECTIONS = {"amortized": "amortized", "gated": "gating"}
 
-
-def _set(tree: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-    tree[leaf] = value
+# The loader is fairspeech.config's; these names stay for their callers.
+read_tree = loader.read_toml
+parse_override = loader.parse_override
+_set = loader.set_dotted
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """'train.epochs=3' -> ('train.epochs', 3); a value that is not TOML is taken as a string."""
-    key, _, raw = text.partition("=")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
+def _variant_class(kind: str):
+    if kind == "amortized":
+        from fairspeech.asr.amortized import AmortizedConfig
+
+        return AmortizedConfig
+    from fairspeech.asr.block_gating import GatingConfig
+
+    return GatingConfig
 
 
-def config_from_dict(tree: dict) -> RecipeConfig:
+def config_from_dict(tree: dict, source: str = "config") -> RecipeConfig:
+    """The recipe from a file's tables: ``[model] kind`` picks the model, whose variant table
+    (``[amortized]`` or ``[gating]``) is checked against its config class and kept as a dict."""
     tree = dict(tree)
-    kind = tree.get("model", {}).get("kind", "ctc")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = {k: v for k, v in tree.pop(name, {}).items() if not (name == "model" and k == "kind")}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KeyError(f"[{name}] has unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        sections[name] = cls(**values)
-    variant = tree.pop(VARIANT_SECTIONS[kind], {}) if kind in VARIANT_SECTIONS else {}
-    name = tree.pop("name", "asr")
-    leftover = set(tree) - set(VARIANT_SECTIONS.values())
-    if leftover:
-        raise KeyError(f"unknown config sections {sorted(leftover)}")
+    unknown = sorted(set(tree) - {"name", *_SECTIONS, *VARIANT_SECTIONS.values()})
+    if unknown:
+        raise ConfigError(f"unknown config sections {unknown}; known: {sorted(['name', *_SECTIONS, *VARIANT_SECTIONS.values()])}", source, key=unknown[0])
+    model = tree.get("model", {})
+    kind = model.get("kind", "ctc") if isinstance(model, dict) else "ctc"
     if kind not in ("ctc", *VARIANT_SECTIONS):
-        raise ValueError(f"model.kind must be one of ctc, amortized, gated; got {kind!r}")
-    return RecipeConfig(name=name, kind=kind, variant=variant, **sections)
-
-
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def read_tree(path: str | Path) -> dict:
-    """A config file's tables, with its ``base`` file (if any) underneath."""
-    path = Path(path)
-    tree = tomllib.loads(path.read_text(encoding="utf-8"))
-    base = tree.pop("base", None)
-    return _merge(read_tree(path.parent / base), tree) if base else tree
+        raise ConfigError(f"[model] kind: must be one of ctc, amortized, gated; got {kind!r}", source, "model", "kind")
+    if isinstance(model, dict):
+        tree["model"] = {k: v for k, v in model.items() if k != "kind"}
+    variants = {section: tree.pop(section, {}) for section in VARIANT_SECTIONS.values()}  # another kind's table is ignored
+    variant = variants[VARIANT_SECTIONS[kind]] if kind in VARIANT_SECTIONS else {}
+    if kind in VARIANT_SECTIONS:
+        from_dict(_variant_class(kind), variant, source, section=VARIANT_SECTIONS[kind])  # checked here, built by build_model
+    return from_dict(RecipeConfig, {**tree, "kind": kind, "variant": variant}, source)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RecipeConfig:
-    tree = read_tree(path) if path else {}
-    for text in overrides:
-        _set(tree, *parse_override(text))
-    return config_from_dict(tree)
+    return load(config_from_dict, path, overrides)
 
 
-def dict_to_config(data: dict) -> RecipeConfig:
+def dict_to_config(data: dict, source: str = "stored config") -> RecipeConfig:
     """Inverse of :meth:`RecipeConfig.to_dict` (the JSON stored beside a trained model)."""
     tree = {k: v for k, v in data.items() if k not in ("kind", "variant")}
     tree["model"] = dict(data["model"], kind=data["kind"])
     if data["kind"] in VARIANT_SECTIONS:
         tree[VARIANT_SECTIONS[data["kind"]]] = data["variant"]
-    return config_from_dict(tree)
+    return config_from_dict(tree, source)
 
 
 def build_model(config: RecipeConfig, vocab_size: int):

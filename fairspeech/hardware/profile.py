@@ -12,11 +12,11 @@ on-chip memory, parallelism and the first precision). A file that is not a valid
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairspeech.errors import InputError
+from fairspeech.config import from_dict, read_toml
+from fairspeech.errors import ConfigError, InputError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "single_thread_650mflops"
@@ -101,11 +101,9 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> AcceleratorProfi
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
         raise FileNotFoundError(f"no accelerator profile {str(name_or_path)!r}; known profiles: {known}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ProfileError(path, None, f"not valid TOML ({error})") from error
+        data = read_toml(path)
+    except ConfigError as error:  # not TOML, or a base file that is not there
+        raise ProfileError(Path(error.source or path), None, error.message) from None
     data.setdefault("name", path.stem)
     validate_profile_data(data, path)
-    if "precisions" in data:
-        data["precisions"] = tuple(data["precisions"])
-    return AcceleratorProfile(**data)
+    return from_dict(AcceleratorProfile, data, str(path))

@@ -12,7 +12,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=RECIPES, default="ewc", help="mitigation recipe (default: %(default)s)")
     parser.add_argument("--config", default=None, help="recipe TOML, e.g. recipes/ewc_finetune/config.toml (default: built-in defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. lambdas=[1,10] or train.epochs=2 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for cohorts, Fisher sample, replay and training (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for cohorts, Fisher sample, replay and training (default: the config's seed)")
     parser.add_argument("--variants", default=None, help="comma-separated subset of none,finetune,replay,ewc_<lambda>,ewc_distill")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(handler=run)
@@ -34,10 +34,12 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
+    from fairspeech.errors import cli_status
+
     parser = argparse.ArgumentParser(prog="fairspeech")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["finetune", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.handler(args)
+    return cli_status(args.handler, args)
 
 
 if __name__ == "__main__":

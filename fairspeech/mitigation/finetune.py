@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -112,34 +111,31 @@ class FinetuneSettings:
     progress: bool = True
 
 
-_NESTED = {"cohorts": CohortSettings, "fisher": FisherSettings, "base_training": BaseTrainingSettings}
-
-
 def settings_from_dict(tree: dict, source: str = "<dict>") -> FinetuneSettings:
-    tree = dict(tree)
-    known = {f.name for f in dataclasses.fields(FinetuneSettings)}
-    unknown = sorted(set(tree) - known)
-    if unknown:
-        raise KeyError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
-    for name, cls in _NESTED.items():
-        values = tree.get(name, {})
-        bad = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if bad:
-            raise KeyError(f"{source}: [{name}] has unknown keys {bad}")
-        tree[name] = cls(**values)
-    return FinetuneSettings(**tree)
+    """The settings from their tables, checked; ``train`` (overrides of the base model's ``[train]``) is
+    checked against the ASR recipe's ``[train]`` here, before anything is trained."""
+    from fairspeech.asr.config import TrainConfig
+    from fairspeech.config import from_dict
+
+    settings = from_dict(FinetuneSettings, tree, source)
+    from_dict(TrainConfig, settings.train, source, section="train")
+    return settings
 
 
 def load_settings(path: str | Path | None, overrides: Sequence[str] = (), seed: int | None = None) -> FinetuneSettings:
-    """Settings from a TOML file (or defaults), ``--set key=value`` overrides (dotted for tables), and ``seed``."""
-    from fairspeech.asr.config import _set, parse_override
+    """Settings from a TOML file (or defaults), ``--set key=value`` overrides (dotted for tables), and ``seed``
+    (None: the file's). With ``[base_training] enabled`` its ASR recipe and overrides are loaded (checked) too."""
+    from fairspeech.asr.config import load_config
+    from fairspeech.config import load
+    from fairspeech.errors import ConfigError
 
-    tree = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-    for text in overrides:
-        _set(tree, *parse_override(text))
-    if seed is not None:
-        tree["seed"] = seed
-    return settings_from_dict(tree, str(path or "defaults"))
+    settings = load(settings_from_dict, path, overrides, seed=seed)
+    if settings.base_training.enabled:
+        try:
+            load_config(settings.base_training.config, settings.base_training.overrides)
+        except ConfigError as error:
+            raise ConfigError(f"[base_training] {error}", str(path or "defaults"), "base_training") from None
+    return settings
 
 
 def variant_specs(settings: FinetuneSettings) -> list[dict]:

@@ -347,14 +347,31 @@ def summarize(results: dict) -> dict:
 
 
 def load_settings(path: str | Path) -> dict:
-    """The experiment's settings; a file may start from another with ``base = "config.toml"`` (relative to itself)."""
-    settings = read_tree(path)
-    if "base" not in settings.get("experiment", {}) and "deployed" not in settings:
-        raise KeyError(f"{path}: needs [experiment] base (a deployed model) or a [deployed] section to train one")
+    """The experiment's settings; a file may start from another with ``base = "config.toml"`` (relative to itself).
+    Checked as they are read, before anything is trained: [experiment]'s required keys, [gate], every ``train``
+    table ([train], [<method>] train) against the ASR recipe's [train], and the [deployed] recipe with its overrides."""
+    from fairspeech.asr.config import TrainConfig
+    from fairspeech.config import from_dict
+    from fairspeech.errors import ConfigError
+
+    settings, source = read_tree(path), str(path)
+    experiment = settings.get("experiment", {})
+    if "base" not in experiment and "deployed" not in settings:
+        raise ConfigError("needs [experiment] base (a deployed model) or a [deployed] section to train one", source, "experiment", "base")
     for key in ("out_dir", "results", "updates", "replay_ratio", "eval_splits", "by", "n_boot", "chain_density",
                 "single_density", "chain_methods", "single_methods", "value_dtype"):
-        if key not in settings.get("experiment", {}):
-            raise KeyError(f"{path}: [experiment] needs {key!r}")
+        if key not in experiment:
+            raise ConfigError(f"[experiment] needs {key!r}", source, "experiment", key)
+    from_dict(RegressionGate, settings.get("gate", {}), source, section="gate")
+    from_dict(TrainConfig, settings.get("train", {}), source, section="train")
+    for name, table in settings.items():
+        if isinstance(table, dict) and name != "train" and "train" in table:
+            from_dict(TrainConfig, table["train"], source, section=f"{name}.train")
+    if "base" not in experiment:
+        try:
+            load_config(settings["deployed"].get("config"), settings["deployed"].get("overrides", []))
+        except ConfigError as error:
+            raise ConfigError(f"[deployed] {error}", source, "deployed") from None
     return settings
 
 

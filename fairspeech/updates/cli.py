@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     create.add_argument("--query", default=None, help="pandas query over the train split's rows selecting the update's data")
     create.add_argument("--utt-ids", default=None, help="file with one train utt_id per line selecting the update's data")
     create.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="training config override (repeatable), e.g. train.epochs=3")
-    create.add_argument("--seed", type=int, default=0, help="training seed and hash seed (default: %(default)s)")
+    create.add_argument("--seed", type=int, default=None, help="training seed and hash seed (default: the base model's training seed)")
     create.set_defaults(handler=run_create)
 
     apply = verbs.add_parser("apply", help="apply a diff to a model file (validated; the base is untouched on any error)")
@@ -90,15 +90,26 @@ def run_check(args, base: str, candidate: str):
     return table
 
 
+def _base_seed(base: str) -> int:
+    """The training seed in the base model's sidecar config: an update's seed when --seed is not given (0 where
+    the sidecar cannot be read; update_config then says what is wrong with the base)."""
+    try:
+        return int(json.loads(Path(base).with_suffix(".json").read_text(encoding="utf-8"))["config"]["train"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def run_create(args) -> None:
     from fairspeech.data import schema
     from fairspeech.updates.hashed import budget_bucket_ratio
     from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
 
+    from fairspeech.errors import ConfigError
+
     try:
-        config = update_config(args.base, args.set, args.seed)
+        config = update_config(args.base, args.set, args.seed if args.seed is not None else _base_seed(args.base))
     except KeyError as error:
-        raise SystemExit(f"error: --set: {error}")
+        raise ConfigError(f"--set: {error.args[0]}") from None
     select = None
     if args.utt_ids:
         wanted = {line.strip() for line in Path(args.utt_ids).read_text(encoding="utf-8").splitlines() if line.strip()}
@@ -106,7 +117,7 @@ def run_create(args) -> None:
     elif args.query:
         select = lambda rows: rows.index.isin(rows.query(args.query).index)  # noqa: E731
     ratio = args.bucket_ratio if args.bucket_ratio is not None else budget_bucket_ratio(args.density, fmt.VALUE_DTYPES[args.value_dtype].itemsize)
-    trainer = DiffTrainer(args.type, density=args.density, bucket_ratio=ratio, value_dtype=args.value_dtype, hash_seed=args.seed)
+    trainer = DiffTrainer(args.type, density=args.density, bucket_ratio=ratio, value_dtype=args.value_dtype, hash_seed=config.train.seed)
     summary = train_update(config, args.exp_dir, trainer, select)
     path = Path(args.exp_dir) / DIFF_FILE
     sizes, base_bytes = fmt.compressed_sizes(path), Path(args.base).stat().st_size

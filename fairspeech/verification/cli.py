@@ -82,10 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    from fairspeech.errors import cli_status
+
     parser = argparse.ArgumentParser(prog="fairspeech")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.handler(args)
+    return cli_status(args.handler, args)
 
 
 if __name__ == "__main__":

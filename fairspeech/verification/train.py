@@ -43,11 +43,12 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from fairspeech.asr import checkpoint as ckpt
-from fairspeech.asr.config import _set, parse_override, read_tree
 from fairspeech.asr.ctc_model import SpecAugmentConfig
 from fairspeech.asr.data import FeatureCache, load_splits
 from fairspeech.asr.train import count_parameters, learning_rate
+from fairspeech.config import from_dict, load
 from fairspeech.data import schema
+from fairspeech.errors import ConfigError
 from fairspeech.utils import distributed, io
 from fairspeech.verification.arw import (PAIR_WEIGHTS, PairAdversary, SampleAdversary, arl_weights, fit_clusters, nearest_cluster,
                                          pair_weights_from_samples, sample_weights_from_pairs)
@@ -131,37 +132,20 @@ class VerifierConfig:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(VerifierConfig) if f.name != "name"}
-
-
 def config_from_dict(tree: dict, source: str = "config") -> VerifierConfig:
-    tree = dict(tree)
-    name = tree.pop("name", "verifier")
-    unknown = set(tree) - set(_SECTIONS)
-    if unknown:
-        raise KeyError(f"{source}: unknown sections {sorted(unknown)}; known: {sorted(_SECTIONS)}")
-    sections = {}
-    for section, cls in _SECTIONS.items():
-        values = tree.get(section, {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(values) - known:
-            raise KeyError(f"{source}: [{section}] has unknown keys {sorted(set(values) - known)}; known: {sorted(known)}")
-        sections[section] = cls(**values)
-    config = VerifierConfig(name=name, **sections)
+    config = from_dict(VerifierConfig, tree, source)
     if config.arw.pair_weight not in PAIR_WEIGHTS:
-        raise ValueError(f"{source}: arw.pair_weight must be one of {PAIR_WEIGHTS}, got {config.arw.pair_weight!r}")
+        raise ConfigError(f"[arw] pair_weight: must be one of {PAIR_WEIGHTS}, got {config.arw.pair_weight!r}", source, "arw", "pair_weight")
     if config.eval.score_norm not in ("none", "asnorm"):
-        raise ValueError(f"{source}: eval.score_norm must be 'none' or 'asnorm', got {config.eval.score_norm!r}")
+        raise ConfigError(f"[eval] score_norm: must be 'none' or 'asnorm', got {config.eval.score_norm!r}", source, "eval", "score_norm")
     if config.train.utterances_per_speaker < 2:
-        raise ValueError(f"{source}: train.utterances_per_speaker must be at least 2 (target pairs), got {config.train.utterances_per_speaker}")
+        raise ConfigError(f"[train] utterances_per_speaker: must be at least 2 (target pairs), got {config.train.utterances_per_speaker}",
+                          source, "train", "utterances_per_speaker")
     return config
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> VerifierConfig:
-    tree = read_tree(path) if path else {}
-    for text in overrides:
-        _set(tree, *parse_override(text))
-    return config_from_dict(tree, str(path or "defaults"))
+    return load(config_from_dict, path, overrides)
 
 
 class SpeakerLearner(nn.Module):

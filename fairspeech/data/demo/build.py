@@ -70,18 +70,10 @@ class TomlConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides):
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib
-        with open(path, "rb") as handle:
-            values = tomllib.load(handle)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """The settings in ``path``, checked (:func:`fairspeech.config.load`), then the ``overrides`` that are not None."""
+        from fairspeech.config import load
+
+        return load(cls, path, **overrides)
 
 
 @dataclass(frozen=True)
