@@ -11,7 +11,11 @@ stays cheap and does not import torch):
   :class:`GeoClusteringTree`, :class:`GeodemographicPartition`, :class:`EmbeddingKMeans`;
 * errors and configs: :class:`InputError` (bad input; the CLI exits 2), :class:`ConfigError`, and
   :func:`load` (a TOML config into its dataclass, checked: :mod:`fairspeech.config`);
-* mitigation: :class:`DiagonalFisher`, :class:`OnlineEWC`, :func:`focal_distillation`;
+* training any model (yours included): :class:`Trainer`, :class:`TrainerConfig`, :class:`Callback`,
+  :class:`Regularizer`, :class:`CTCObjective`, :class:`Seq2SeqObjective`, :class:`AdversarialReweighter`;
+  transformers adapters :class:`Wav2Vec2CTC`, :class:`WhisperASR`, data :class:`UtteranceData`,
+  :func:`load_model` (``hf:PATH`` / ``fairspeech:PATH``);
+* mitigation: :class:`DiagonalFisher`, :class:`OnlineEWC`, :func:`ewc_finetune`, :func:`focal_distillation`;
 * updates: :class:`DiffTrainer`; speaker verification: :func:`train_verifier`.
 """
 
@@ -34,6 +38,18 @@ _LAZY = {
     "OnlineEWC": ("fairspeech.mitigation.ewc", "OnlineEWC"),
     "focal_distillation": ("fairspeech.mitigation.distill", "focal_distillation"),
     "DiffTrainer": ("fairspeech.updates.train", "DiffTrainer"),
+    "ewc_finetune": ("fairspeech.mitigation.adapt", "ewc_finetune"),
+    "Trainer": ("fairspeech.training.trainer", "Trainer"),
+    "TrainerConfig": ("fairspeech.training.trainer", "TrainerConfig"),
+    "Callback": ("fairspeech.training.callbacks", "Callback"),
+    "Regularizer": ("fairspeech.training.callbacks", "Regularizer"),
+    "CTCObjective": ("fairspeech.training.protocol", "CTCObjective"),
+    "Seq2SeqObjective": ("fairspeech.training.protocol", "Seq2SeqObjective"),
+    "AdversarialReweighter": ("fairspeech.training.reweighting", "AdversarialReweighter"),
+    "Wav2Vec2CTC": ("fairspeech.asr.hf", "Wav2Vec2CTC"),
+    "WhisperASR": ("fairspeech.asr.hf", "WhisperASR"),
+    "UtteranceData": ("fairspeech.asr.data", "UtteranceData"),
+    "load_model": ("fairspeech.asr.user_model", "load_model"),
     "train_verifier": ("fairspeech.verification.train", "train"),
 }
 

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", default=None, help="force the format (csv, tsv, jsonl, parquet, nemo, commonvoice, kaldi)")
     audit.add_argument("--map", type=_mapping, default={}, metavar="FIELD=COLUMN,...", help="map file columns to canonical fields")
     audit.add_argument("--hyp", default=None, help="hypotheses file ('utt-id words...' lines) for manifests without them")
-    audit.add_argument("--asr", default=None, choices=["pocketsphinx"], help="transcribe the manifest's audio_path with this ASR (its hypotheses replace any in the file)")
+    audit.add_argument("--asr", default=None, metavar="ASR", help="transcribe the manifest's audio_path with this ASR (its hypotheses replace any in the file): "
+                       "pocketsphinx, hf:PATH (a local transformers *ForCTC or Whisper folder) or fairspeech:MODEL.safetensors")
     audit.add_argument("--audio-root", default=None, help="folder that relative audio paths start from (default: the manifest's folder)")
     audit.add_argument("--skip-bad-rows", action="store_true", help="exclude bad rows (counted by reason in the report) instead of failing")
     audit.add_argument("--engine", choices=["memory", "dask"], default="memory", help="'dask' audits a partitioned Parquet manifest out of core (default: %(default)s)")

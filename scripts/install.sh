@@ -2,7 +2,7 @@
 # Installs everything fairspeech needs on a fresh Debian/Ubuntu machine with Python >= 3.10:
 #   - Debian packages: the offline speech parts (espeak-ng, flite, festival + voices, sox), python3-venv;
 #   - a virtual environment in .venv (override with FAIRSPEECH_VENV=path) holding torch==2.13.0
-#     (installed first, so nothing pulls a CUDA build), fairspeech and its extras, resemblyzer.
+#     (installed first, so nothing pulls a CUDA build), fairspeech and its extras (transformers among them), resemblyzer.
 # Safe to rerun: each step is skipped or a no-op when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   "${PIP[@]}" "torch==2.13.0"
 fi
 echo "[install] fairspeech and its dependencies"
-"${PIP[@]}" -e ".[speech,test,bench,dist]"
+"${PIP[@]}" -e ".[speech,test,bench,dist,hf]"
 # resemblyzer pins webrtcvad, whose build fails on current setuptools; webrtcvad-wheels (in [speech])
 # provides the same module, so resemblyzer goes in without its declared dependencies.
 "$VENV/bin/python" -c "import resemblyzer" 2>/dev/null || "${PIP[@]}" --no-deps "resemblyzer==0.1.4"

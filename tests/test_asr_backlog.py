@@ -8,7 +8,7 @@ from fairspeech.asr.backlog import amortization_loss, simulate_backlog
 from fairspeech.asr.ctc_model import CTCModel
 from fairspeech.asr.encoder import EncoderConfig
 from fairspeech.asr.routing import TemperatureSchedule, binary_fraction, gumbel_sigmoid
-from fairspeech.hardware.profile import AcceleratorProfile, load_profile
+from fairspeech.accelerator import AcceleratorProfile, load_profile
 
 TINY = EncoderConfig(n_mels=80, dim=32, heads=2, ff_dim=64, layers=2, subsampling_channels=8, chunk_size=4, left_chunks=2, conv_kernel=5)
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fairspeech.asr import checkpoint as ckpt
+from fairspeech.training import checkpoint as ckpt
 from fairspeech.asr.config import load_config
 from fairspeech.asr.evaluate import evaluate
 from fairspeech.asr.synthetic import make_tone_corpus, tiny_config, tiny_overrides
-from fairspeech.asr.train import learning_rate, train
+from fairspeech.asr.train import train
+from fairspeech.training.trainer import learning_rate
 from fairspeech.data.manifest import read_manifest
 
 

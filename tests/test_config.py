@@ -153,7 +153,7 @@ def test_every_shipped_recipe_loads(monkeypatch):
     from fairspeech.data.demo.build import DemoConfig
     from fairspeech.data.demo.training import TrainingCorpusConfig
     from fairspeech.hardware.costs import shipped_profile_names
-    from fairspeech.hardware.profile import load_profile
+    from fairspeech.accelerator import load_profile
     from fairspeech.mitigation.finetune import load_settings
     from fairspeech.updates import chain
 

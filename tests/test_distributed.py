@@ -30,17 +30,21 @@ def _weights_digest(model_state: dict) -> str:
 def _rank_main(rank: int, world: int, port: int, manifest: str, workdir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from fairspeech.asr import train as train_module
+    from fairspeech.training import Callback
 
     captured = {}
     original_save = train_module.ckpt.save_checkpoint
 
-    def capture(directory, step, model, optimizer, progress, keep=2):  # rank 0 only writes; every rank reports its weights
+    def capture(directory, step, model, optimizer, progress, keep=2, extra=None):  # rank 0 only writes; every rank reports its weights
         captured["digest"] = _weights_digest(model.state_dict())
-        return original_save(directory, step, model, optimizer, progress, keep)
+        return original_save(directory, step, model, optimizer, progress, keep, extra)
+
+    class Digest(Callback):
+        def after_step(self, trainer, step):
+            captured.update(digest=_weights_digest(trainer.model.state_dict()))
 
     train_module.ckpt.save_checkpoint = capture
-    hooks = train_module.TrainHooks(after_step=lambda model, step, total: captured.update(digest=_weights_digest(model.state_dict())))
-    summary = train_module.train(tiny_config(manifest, f"{workdir}/feats", epochs=2), f"{workdir}/exp", hooks=hooks)
+    summary = train_module.train(tiny_config(manifest, f"{workdir}/feats", epochs=2), f"{workdir}/exp", callbacks=[Digest()])
     with open(f"{workdir}/rank{rank}.txt", "w") as handle:
         handle.write(f"{captured['digest']} {summary['steps']} {summary['world_size']}")
     torch.distributed.destroy_process_group()

@@ -4,7 +4,7 @@ import pytest
 
 from fairspeech.asr.encoder import EncoderConfig
 from fairspeech.hardware.channels import align_channels, align_encoder_config, align_widths, alignment_effect
-from fairspeech.hardware.profile import load_profile
+from fairspeech.accelerator import load_profile
 from fairspeech.hardware.zoo import ArchSpec
 
 

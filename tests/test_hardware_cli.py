@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fairspeech.asr import checkpoint as ckpt
+from fairspeech.training import checkpoint as ckpt
 from fairspeech.asr.config import build_model, load_config
 from fairspeech.asr.tokenizer import CharTokenizer
 from fairspeech.hardware.cli import add_parser, run_profile

@@ -12,7 +12,7 @@ from fairspeech.hardware import zoo
 from fairspeech.hardware.estimator import Composition, LatencyModel, estimate, fit_composition, latency_model_for
 from fairspeech.hardware.graph import trace
 from fairspeech.hardware.measure import MEASUREMENTS_DIR, ReferenceProbe, call_from_json, measure_model, read_operator_table
-from fairspeech.hardware.profile import load_profile
+from fairspeech.accelerator import load_profile
 from fairspeech.hardware.roofline import roofline_latencies
 
 

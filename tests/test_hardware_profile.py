@@ -3,7 +3,7 @@
 import pytest
 
 from fairspeech.hardware.costs import shipped_profile_names
-from fairspeech.hardware.profile import ProfileError, load_profile
+from fairspeech.accelerator import ProfileError, load_profile
 
 
 def test_shipped_profiles_load():

@@ -8,7 +8,7 @@ from torch import nn
 
 from fairspeech.hardware.graph import trace
 from fairspeech.hardware.operators import OpCall, TensorInfo, describe
-from fairspeech.hardware.profile import AcceleratorProfile
+from fairspeech.accelerator import AcceleratorProfile
 from fairspeech.hardware.roofline import compute_ops, operator_terms, padding_factor, roofline_latencies
 
 

@@ -2,9 +2,10 @@
 
 Layers, bottom up:
 
-* core: ``config.py``, ``errors.py``, ``utils/``: imports no other part of fairspeech;
+* core: ``config.py``, ``errors.py``, ``accelerator.py`` (device profiles), ``utils/``: imports no other part of fairspeech;
 * the audit side: ``audit.py``, ``data``, ``metrics``, ``cohorts``, ``engines``, ``report``: never imports
   torch or a model package, at module level or inside a function (an audit runs without torch);
+* ``training`` (the one loop, its callbacks and checkpoints) under the model packages: imports none of them;
 * the model packages (``asr``, ``hardware``, ``verification``, ``mitigation``, ``updates`` and any new
   one): no cycle between any two of them, or with the audit side (``verification`` may import ``asr``
   as long as ``asr`` never imports ``verification``);
@@ -24,21 +25,13 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fairspeech"
-CORE = {"config", "errors", "utils"}
+CORE = {"config", "errors", "utils", "accelerator"}
 AUDIT_SIDE = {"audit", "data", "metrics", "cohorts", "engines", "report"}
 TOP = {"cli"}
 TORCH = ("torch", "torchaudio", "resemblyzer")  # resemblyzer imports torch
 
-_PROFILE = "the amortized model's backlog and the evaluation's latency use an accelerator profile; profile.py is a leaf (a dataclass and its TOML) that belongs below asr, a move that touches every profile user"
 # (importing module, imported module) -> why it is allowed for now.
 KNOWN_EXCEPTIONS = {
-    ("fairspeech.asr.amortized", "fairspeech.hardware.profile"): _PROFILE,
-    ("fairspeech.asr.efficiency", "fairspeech.hardware.profile"): _PROFILE,
-    ("fairspeech.asr.evaluate", "fairspeech.hardware.profile"): _PROFILE,
-    ("fairspeech.asr.results", "fairspeech.hardware"): "cost_by_cohort (inside the function) joins WER with the hardware cost tables: a report above both asr and hardware",
-    ("fairspeech.asr.results", "fairspeech.hardware.zoo"): "cost_by_cohort (inside the function) builds the built-in architectures for the cost table",
-    ("fairspeech.asr.results", "fairspeech.hardware.cli"): "cost_by_cohort (inside the function) loads models through the hardware CLI's load_model",
-    ("fairspeech.asr.results", "fairspeech.hardware.costs"): "cost_by_cohort (inside the function) joins WER with the hardware cost tables",
     ("fairspeech.cohorts.embedding", "fairspeech.verification.pretrained"): "embeddings_from_audio (inside the function) runs the pretrained speaker encoder; EmbeddingKMeans on given embeddings needs no model",
     ("fairspeech.data.demo.build", "fairspeech.asr.pocketsphinx_backend"): "the demo corpus builder recognizes its audio with pocketsphinx (FAST_SEARCH at module level): a corpus recipe, not an audit reader",
     ("fairspeech.data.demo.build", "fairspeech.verification.pretrained"): "the demo corpus builder embeds its speakers with the pretrained encoder (inside functions)",
@@ -201,3 +194,12 @@ def test_known_exceptions_still_exist():
     present = {(a, b) for a, b, _, _ in _edges()}
     gone = sorted(set(KNOWN_EXCEPTIONS) - present)
     assert not gone, f"no longer imported, remove from KNOWN_EXCEPTIONS: {gone}"
+
+
+def test_training_layer_sits_under_every_model_package():
+    """The training loop takes any model: it imports core, the audit side (k-means helpers) and itself only."""
+    bad = [_where(a, b, line, inside) for a, b, line, inside in _edges()
+           if part(a) == "training" and part(b) not in ("core", "audit", "training") and not _excepted(a, b)]
+    assert not bad, "fairspeech.training imports a model package:\n" + "\n".join(bad)
+    users = {part(a) for a, b, _, _ in _edges() if part(b) == "training"}
+    assert {"asr", "mitigation", "updates", "verification"} <= users  # every trainer runs on it

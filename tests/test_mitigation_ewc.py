@@ -17,7 +17,8 @@ from fairspeech.mitigation.ewc import DiagonalFisher, OnlineEWC, sample_ctc_labe
 
 
 def _setup(root):
-    manifest = make_tone_corpus(root / "tones", n_speakers=4, utterances_per_speaker=3)
+    existing = root / "tones" / "manifest.parquet"  # ranks reuse the parent's corpus: rewriting it races their reads
+    manifest = existing if existing.exists() else make_tone_corpus(root / "tones", n_speakers=4, utterances_per_speaker=3)
     config = tiny_config(manifest, root / "feats")
     frame, cache = load_splits(config.data.manifest, ["train"], config.data.cache_dir, progress=False)["train"]
     tokenizer = train_tokenizer("char", frame["reference"].tolist())

@@ -1,5 +1,5 @@
 """The EWC fine-tuning comparison end to end on the tone corpus (cohorts, Fisher, every variant through the
-training loop's hooks, figures, plot), its resume, the CLI verb, focal distillation and settings errors."""
+training loop's callbacks, figures, plot), its resume, the CLI verb, focal distillation and settings errors."""
 
 import json
 

@@ -14,13 +14,12 @@ from fairspeech.updates.train import DiffTrainer
 
 
 def _trained_diff(diff_type: str, seed: int = 0, **params):
-    """A small model trained a few steps through the hooks: (base state, trained model, trainer)."""
+    """A small model trained a few steps through the diff's own methods: (base state, trained model, trainer)."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 12), nn.LayerNorm(12), nn.Linear(12, 3))
     base = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = DiffTrainer(diff_type, prune_every=2, **params)
-    hooks = trainer.hooks()
-    hooks.prepare_model(model)
+    trainer.prepare_model(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     x, y = torch.randn(16, 6), torch.randn(16, 3)
     for step in range(12):
@@ -28,8 +27,8 @@ def _trained_diff(diff_type: str, seed: int = 0, **params):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        hooks.after_step(model, step + 1, 12)
-    hooks.finalize(model)
+        trainer.prune_step(model, step + 1, 12)
+    trainer.finalize(model)
     return base, model, trainer
 
 

@@ -50,7 +50,7 @@ def test_killed_diff_training_resumes_to_the_same_diff(base, tmp_path, criterion
     straight = DiffTrainer("sparse", density=0.1, prune_every=1, criterion=criterion)
     train_update(config, tmp_path / "straight", straight)
     killed = DiffTrainer("sparse", density=0.1, prune_every=1, criterion=criterion)
-    assert train(config, tmp_path / "resumed", stop_after_steps=3, hooks=killed.hooks())["stopped"] == "stop_after_steps"
+    assert train(config, tmp_path / "resumed", stop_after_steps=3, callbacks=[killed])["stopped"] == "stop_after_steps"
     saved = load_file(str(tmp_path / "resumed" / "checkpoints" / "step-00000002.safetensors"))
     assert any(k.endswith(".mask") for k in saved)  # pruning masks travel in the checkpoint
     assert any(k.endswith(".grad_sq") for k in saved) == (criterion == "fisher")  # and so does the Fisher estimate

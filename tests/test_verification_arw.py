@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from fairspeech.verification.arw import (PairAdversary, SampleAdversary, arl_weights, fit_clusters, nearest_cluster,
+from fairspeech.training.reweighting import (PairAdversary, SampleAdversary, arl_weights, fit_clusters, nearest_cluster,
                                          pair_weights_from_samples, sample_weights_from_pairs)
 from fairspeech.verification.losses import AAMSoftmax, PairwiseLogistic, all_pairs
 

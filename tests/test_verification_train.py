@@ -79,22 +79,22 @@ def _rank_main(rank, world, port, corpus, root):
 
     import torch
 
-    from fairspeech.verification import train as train_module
+    from fairspeech.training.trainer import Trainer
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     captured = {}
-    original = train_module.training_step
+    original = Trainer.training_step
 
-    def step_and_record(learner, state, *args, **kwargs):
-        record = original(learner, state, *args, **kwargs)
+    def step_and_record(self, wrapped, batch):
+        record = original(self, wrapped, batch)
         digest = hashlib.sha256()
-        for module in (state.learner, state.sample_adversary, state.pair_adversary):
-            for name, value in sorted(module.named_parameters()):
+        for module in [self.model] + [cb.state_module() for cb in self.callbacks if cb.state_module() is not None]:
+            for name, value in sorted(module.named_parameters()):  # the learner, then both adversaries
                 digest.update(name.encode() + value.detach().contiguous().numpy().tobytes())
         captured["digest"] = digest.hexdigest()
         return record
 
-    train_module.training_step = step_and_record
+    Trainer.training_step = step_and_record
     summary = train(load_config(None, tiny(corpus, f"{root}/f", "arw.enabled=true")), f"{root}/exp")
     with open(f"{root}/rank{rank}.txt", "w") as handle:
         handle.write(f"{captured['digest']} {summary['steps']} {summary['world_size']}")

@@ -31,7 +31,7 @@ from fairspeech.asr.ctc_model import ASROutput, FrontEnd, SpecAugmentConfig
 from fairspeech.asr.encoder import EncoderConfig, StreamingTransformerEncoder, TransformerLayer, attend
 from fairspeech.asr.flops import count_flops, reference_input
 from fairspeech.asr.routing import TemperatureSchedule, binary_fraction, gate
-from fairspeech.hardware.profile import load_profile
+from fairspeech.accelerator import load_profile
 
 
 @dataclass
@@ -168,7 +168,7 @@ class AmortizedCTCModel(nn.Module):
         batch, frames, _ = x.shape
         if self.force_route is not None:  # no decisions, so no backlog is needed to make them
             zeros = x.new_zeros(batch, frames)
-            return torch.full((batch, frames), self.force_route == "slow", dtype=torch.bool), zeros, zeros[:, 0]
+            return torch.full((batch, frames), self.force_route == "slow", dtype=torch.bool, device=x.device), zeros, zeros[:, 0]
         shift = self.amortized.frame_shift
         fast_cost, slow_cost = self.frame_costs()
         frame_part = self.arbitrator.frame(x)
@@ -195,7 +195,7 @@ class AmortizedCTCModel(nn.Module):
             x = branched_layer(slow, fast, x, route, bias, self.slow.rope)
         x = mix(route, self.slow.norm, self.fast.norm, x)
         log_probs = torch.log_softmax(self.head(x), dim=-1)
-        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         hard = route if route.dtype == torch.bool else route.detach() > 0.5
         stats = {"slow_rate": float(hard[mask].float().mean()) if mask.any() else 0.0}
         penalty = None

@@ -55,10 +55,10 @@ def key_gate_bias(route: torch.Tensor) -> torch.Tensor:
     The diagonal is left open so that a gated-off query still has a key (its output is discarded).
     """
     frames = route.shape[1]
-    eye = torch.eye(frames, dtype=torch.bool)
+    eye = torch.eye(frames, dtype=torch.bool, device=route.device)
     if route.dtype == torch.bool:
         open_key = route[:, None, :] | eye[None]
-        return torch.zeros(open_key.shape).masked_fill_(~open_key, float("-inf")).unsqueeze(1)
+        return torch.zeros(open_key.shape, device=route.device).masked_fill_(~open_key, float("-inf")).unsqueeze(1)
     log_g = torch.log(route.clamp(min=_EPS))[:, None, :].expand(-1, frames, -1)
     return log_g.masked_fill(eye[None], 0.0).unsqueeze(1)
 
@@ -142,7 +142,7 @@ class GatedCTCModel(nn.Module):
 
     def _gate(self, arbitrator: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         if self.force_on:
-            return torch.ones(x.shape[:2], dtype=torch.bool)
+            return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return gate(arbitrator(x).squeeze(-1), self.training, self.temperature, self.gating.straight_through)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ASROutput:
@@ -171,7 +171,7 @@ class GatedCTCModel(nn.Module):
         x = self.encoder.norm(x)
         log_probs = torch.log_softmax(self.head(x), dim=-1)
         share = used / (self.config.layers * gated_cost)  # of the gated blocks' full compute
-        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         maskf = mask.to(share.dtype)
         expected_share = (share * maskf).sum() / maskf.sum().clamp(min=1.0)
         stats = {"compute_share": float(expected_share.detach())}

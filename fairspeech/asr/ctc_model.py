@@ -8,22 +8,14 @@ so one training loop serves them all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from fairspeech.asr.encoder import Conv2dSubsampling, EncoderConfig, StreamingTransformerEncoder
 from fairspeech.asr.features import GlobalCMVN, SpecAugment
-
-
-@dataclass
-class ASROutput:
-    log_probs: torch.Tensor  # (batch, frames, vocab)
-    lengths: torch.Tensor  # (batch,)
-    penalty: torch.Tensor | None = None  # extra loss term, already weighted
-    stats: dict = field(default_factory=dict)  # floats for logging
-    routing: torch.Tensor | None = None  # (batch, frames) per-frame compute decision, where the model makes one
+from fairspeech.training.protocol import ASROutput
 
 
 @dataclass
@@ -61,4 +53,10 @@ class CTCModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> ASROutput:
         x, out_lengths = self.frontend(features, lengths)
         x = self.encoder(x, out_lengths)
-        return ASROutput(torch.log_softmax(self.head(x), dim=-1), out_lengths)
+        return ASROutput(torch.log_softmax(self.head(x), dim=-1), out_lengths, embeddings=pooled(x, out_lengths))
+
+
+def pooled(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of each utterance's valid frames, (batch, frames, dim) -> (batch, dim): what a reweighter sees."""
+    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
+    return (x * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(x.dtype)

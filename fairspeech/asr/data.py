@@ -106,6 +106,90 @@ class Batch:
     indices: list[int]  # positions in the split
 
 
+def length_buckets(lengths: np.ndarray, max_frames: int, shuffle_seed: Sequence[int] | None = None, indices: Sequence[int] | None = None,
+                   bucketed: bool = True) -> list[list[int]]:
+    """Index lists of similar-length utterances, each padding to at most ``max_frames`` frames (or samples).
+
+    Sorted by length (shortest first) unless ``shuffle_seed`` is given: then lengths are jittered
+    within buckets and the batch order shuffled, deterministically for that seed (e.g. ``[seed, epoch]``).
+    ``bucketed=False`` batches in random order instead (more padding: the throughput benchmark's control).
+    """
+    lengths = np.asarray(lengths)
+    indices = np.arange(len(lengths)) if indices is None else np.asarray(indices)
+    jittered = lengths[indices].astype(float)
+    rng = np.random.default_rng(list(shuffle_seed)) if shuffle_seed is not None else None
+    if rng is not None:
+        jittered = jittered * rng.uniform(0.9, 1.1, len(jittered))  # different neighbours each epoch
+    if bucketed:
+        order = indices[np.argsort(jittered, kind="stable")]
+    else:
+        order = indices[(rng or np.random.default_rng(0)).permutation(len(indices))]
+    out, current, longest = [], [], 0
+    for i in order:
+        n = int(lengths[i])
+        if current and max(longest, n) * (len(current) + 1) > max_frames:
+            out.append(current)
+            current, longest = [], 0
+        current.append(int(i))
+        longest = max(longest, n)
+    if current:
+        out.append(current)
+    if rng is not None:
+        out = [out[j] for j in rng.permutation(len(out))]
+    return out
+
+
+def collate(inputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor] | None, indices: Sequence[int]) -> "Batch":
+    """Pad time-first ``inputs`` into a batch; concatenate the ``targets`` (token ids) as CTC wants them."""
+    lengths = torch.tensor([x.shape[0] for x in inputs], dtype=torch.int64)
+    padded = torch.nn.utils.rnn.pad_sequence(list(inputs), batch_first=True)
+    if targets is not None:
+        target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
+        flat = torch.cat(list(targets)) if len(targets) else torch.zeros(0, dtype=torch.int64)
+    else:
+        target_lengths, flat = torch.zeros(len(indices), dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    return Batch(padded, lengths, flat, target_lengths, list(indices))
+
+
+class UtteranceData:
+    """Utterances held in memory as time-first tensors (raw waveforms for wav2vec 2.0, log-mels for
+    Whisper) with their token ids: the dataset of a user's own model, batched like :class:`SplitData`.
+
+    ``inputs``: one tensor per utterance, time first; ``targets``: token ids per utterance (or None).
+    """
+
+    def __init__(self, inputs: Sequence[torch.Tensor], targets: Sequence[Sequence[int]] | None = None):
+        self.inputs = list(inputs)
+        self.targets = None if targets is None else [torch.as_tensor(t, dtype=torch.int64) for t in targets]
+        if self.targets is not None and len(self.targets) != len(self.inputs):
+            raise ValueError(f"{len(self.inputs)} inputs but {len(self.targets)} targets")
+        self.frames = np.array([x.shape[0] for x in self.inputs], dtype=np.int64)
+
+    @classmethod
+    def from_manifest(cls, frame: pd.DataFrame, encode=None, transform=None, sample_rate: int = 16000) -> "UtteranceData":
+        """Waveforms of ``frame``'s ``audio_path`` rows (resolved paths; see :func:`resolve_audio_paths`),
+        each passed through ``transform`` when given (e.g. a feature extractor), and ``encode(reference)``
+        token ids when given. An unreadable file is an error naming the row."""
+        inputs = []
+        for position, path in enumerate(frame[schema.AUDIO_PATH]):
+            try:
+                wav = read_wav(path, sample_rate)
+            except (OSError, EOFError, ValueError, wave.Error) as error:
+                raise ValueError(f"row {position} ({frame[schema.UTT_ID].iloc[position]}), field {schema.AUDIO_PATH}: {error}") from error
+            inputs.append(transform(wav) if transform is not None else wav)
+        targets = [encode(text) for text in frame[schema.REFERENCE]] if encode is not None else None
+        return cls(inputs, targets)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, indices: Sequence[int]) -> "Batch":
+        return collate([self.inputs[i] for i in indices], None if self.targets is None else [self.targets[i] for i in indices], indices)
+
+    def batches(self, max_frames: int, shuffle_seed: Sequence[int] | None = None, indices: Sequence[int] | None = None) -> list[list[int]]:
+        return length_buckets(self.frames, max_frames, shuffle_seed, indices)
+
+
 class SplitData:
     """One split's features and (optionally) encoded references, batched by length."""
 
@@ -118,47 +202,12 @@ class SplitData:
         return len(self.cache)
 
     def batch(self, indices: Sequence[int]) -> Batch:
-        feats = [self.cache.get(i) for i in indices]
-        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64)
-        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        if self.targets is not None:
-            targets = [self.targets[i] for i in indices]
-            target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
-            flat = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.int64)
-        else:
-            target_lengths, flat = torch.zeros(len(indices), dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
-        return Batch(padded, lengths, flat, target_lengths, list(indices))
+        return collate([self.cache.get(i) for i in indices], None if self.targets is None else [self.targets[i] for i in indices], indices)
 
     def batches(self, max_frames: int, shuffle_seed: Sequence[int] | None = None, indices: Sequence[int] | None = None,
                 bucketed: bool = True) -> list[list[int]]:
-        """Index lists of similar-length utterances, each padding to at most ``max_frames`` frames.
-
-        Sorted by length (shortest first) unless ``shuffle_seed`` is given: then lengths are jittered
-        within buckets and the batch order shuffled, deterministically for that seed (e.g. ``[seed, epoch]``).
-        ``bucketed=False`` batches in random order instead (more padding: the throughput benchmark's control).
-        """
-        indices = np.arange(len(self)) if indices is None else np.asarray(indices)
-        lengths = self.frames[indices].astype(float)
-        rng = np.random.default_rng(list(shuffle_seed)) if shuffle_seed is not None else None
-        if rng is not None:
-            lengths = lengths * rng.uniform(0.9, 1.1, len(lengths))  # different neighbours each epoch
-        if bucketed:
-            order = indices[np.argsort(lengths, kind="stable")]
-        else:
-            order = indices[(rng or np.random.default_rng(0)).permutation(len(indices))]
-        out, current, longest = [], [], 0
-        for i in order:
-            n = int(self.frames[i])
-            if current and max(longest, n) * (len(current) + 1) > max_frames:
-                out.append(current)
-                current, longest = [], 0
-            current.append(int(i))
-            longest = max(longest, n)
-        if current:
-            out.append(current)
-        if rng is not None:
-            out = [out[j] for j in rng.permutation(len(out))]
-        return out
+        """Index lists of similar-length utterances (see :func:`length_buckets`)."""
+        return length_buckets(self.frames, max_frames, shuffle_seed, indices, bucketed)
 
     def iterate(self, batches: list[list[int]], start: int = 0) -> Iterator[Batch]:
         for indices in batches[start:]:

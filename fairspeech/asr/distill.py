@@ -1,4 +1,5 @@
-"""Distillation towards a frozen teacher's per-frame CTC posteriors, as a ``TrainHooks.regularizer``.
+"""Distillation towards a frozen teacher's per-frame CTC posteriors, a loss term for
+:class:`fairspeech.training.Regularizer` (``(model, batch, output) -> (loss, stats)``).
 
     loss += weight * mean_utt [ w_u * mean_frames KL(p_teacher || p_model) ]
 
@@ -16,10 +17,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from fairspeech.training.protocol import as_asr_output
+
 
 def posterior_kl(teacher_log_probs: torch.Tensor, log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Per utterance, the mean over its valid frames of KL(teacher || model); inputs (batch, frames, vocab)."""
-    mask = (torch.arange(log_probs.shape[1])[None, :] < lengths[:, None]).to(log_probs.dtype)
+    mask = (torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None]).to(log_probs.dtype)
     kl = (teacher_log_probs.exp() * (teacher_log_probs - log_probs)).sum(-1)
     return (kl * mask).sum(1) / lengths.clamp(min=1).to(log_probs.dtype)
 
@@ -36,7 +39,10 @@ class Distillation:
 
     def __call__(self, model, batch, output):
         with torch.no_grad():
-            teacher = self.teacher(batch.features, batch.lengths)
+            teacher = as_asr_output(self.teacher(batch.features, batch.lengths))
+        output = as_asr_output(output)
         per_utt = posterior_kl(teacher.log_probs, output.log_probs, output.lengths)
-        weighted = per_utt if self.utterance_weights is None else self.utterance_weights[torch.as_tensor(batch.indices)] * per_utt
+        if self.utterance_weights is not None:
+            per_utt = self.utterance_weights.to(per_utt.device)[torch.as_tensor(batch.indices)] * per_utt
+        weighted = per_utt
         return self.weight * weighted.mean(), {"distill_kl": float(per_utt.mean().detach())}

@@ -21,7 +21,7 @@ import torch
 from fairspeech.asr.backlog import simulate_backlog
 from fairspeech.asr.data import SplitData
 from fairspeech.asr.flops import count_flops
-from fairspeech.hardware.profile import AcceleratorProfile
+from fairspeech.accelerator import AcceleratorProfile
 
 FRAME_SHIFT = 0.04  # seconds per encoder frame: 10 ms features, 4x subsampling
 

@@ -90,7 +90,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = torch.arange(x.shape[-2], dtype=torch.float32)[:, None] * self.inv_freq
+        angles = torch.arange(x.shape[-2], dtype=torch.float32, device=x.device)[:, None] * self.inv_freq
         cos, sin = angles.cos(), angles.sin()
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
@@ -110,13 +110,14 @@ def streaming_bias(lengths: torch.Tensor, frames: int, chunk_size: int, left_chu
     Allowed: ``s`` in ``t``'s chunk or one of the ``left_chunks`` before it, and ``s`` not padding. The
     diagonal is always allowed so that no row is empty (a padded query's output is never used).
     """
-    chunk = torch.arange(frames) // chunk_size
+    device = lengths.device
+    chunk = torch.arange(frames, device=device) // chunk_size
     delta = chunk[:, None] - chunk[None, :]
     window = (delta >= 0) & (delta <= left_chunks)
-    valid_key = torch.arange(frames)[None, :] < lengths[:, None]
+    valid_key = torch.arange(frames, device=device)[None, :] < lengths[:, None]
     allowed = window[None] & valid_key[:, None, :]
-    allowed |= torch.eye(frames, dtype=torch.bool)[None]
-    bias = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, NEG_INF)
+    allowed |= torch.eye(frames, dtype=torch.bool, device=device)[None]
+    bias = torch.zeros(allowed.shape, dtype=torch.float32, device=device).masked_fill_(~allowed, NEG_INF)
     return bias.unsqueeze(1)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairspeech.asr import checkpoint as ckpt
+from fairspeech.training import checkpoint as ckpt
 from fairspeech.asr import efficiency
 from fairspeech.asr.config import RecipeConfig, build_model, dict_to_config, parse_override
 from fairspeech.asr.data import SplitData, load_splits
@@ -27,7 +27,7 @@ from fairspeech.asr.tokenizer import tokenizer_from_dict
 from fairspeech.audit import run_audit
 from fairspeech.data import schema
 from fairspeech.data.manifest import Manifest, read_manifest
-from fairspeech.hardware.profile import load_profile
+from fairspeech.accelerator import load_profile
 from fairspeech.metrics.wer import alignment_counts, wer
 from fairspeech.utils import io
 

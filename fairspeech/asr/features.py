@@ -110,7 +110,7 @@ def frequency_warp(features: torch.Tensor, factors: torch.Tensor, centers_hz: to
     n = features.shape[-1]
     mel_lo, mel_hi = hz_to_mel(centers_hz[0]), hz_to_mel(centers_hz[-1])
     source = hz_to_mel(centers_hz[None, :] / factors[:, None].double())
-    position = ((source - mel_lo) / (mel_hi - mel_lo) * (n - 1)).clamp(0, n - 1).to(features.dtype)  # (batch, n_mels)
+    position = ((source - mel_lo) / (mel_hi - mel_lo) * (n - 1)).clamp(0, n - 1).to(features.device, features.dtype)  # (batch, n_mels)
     lower = position.floor().long().clamp(max=n - 2)
     frac = (position - lower).unsqueeze(1)
     expand = lambda index: index.unsqueeze(1).expand(-1, features.shape[1], -1)  # noqa: E731
@@ -142,8 +142,8 @@ class SpecAugment(nn.Module):
             factors = torch.exp((2 * torch.rand(batch) - 1) * self.freq_warp)
             features = frequency_warp(features, factors, mel_centers(dims))
         keep = torch.ones_like(features, dtype=torch.bool)
-        freq_index = torch.arange(dims)
-        time_index = torch.arange(frames)
+        freq_index = torch.arange(dims, device=features.device)
+        time_index = torch.arange(frames, device=features.device)
         for b in range(batch):
             for _ in range(self.freq_masks):
                 width = int(torch.randint(0, self.freq_width + 1, ()))

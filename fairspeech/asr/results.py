@@ -25,7 +25,7 @@ import pandas as pd
 from fairspeech.utils import io
 
 
-def _load(path: Path) -> dict:
+def load_eval(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -86,9 +86,9 @@ def comparison(reference: dict, variant: dict) -> dict:
 
 
 def baseline_results(exp_dir: Path) -> dict:
-    train = _load(exp_dir / "train_summary.json")
-    evaluation = _load(exp_dir / "eval" / "eval.json")
-    config = _load(exp_dir / "model.json")["config"]
+    train = load_eval(exp_dir / "train_summary.json")
+    evaluation = load_eval(exp_dir / "eval" / "eval.json")
+    config = load_eval(exp_dir / "model.json")["config"]
     return {
         "benchmark": "asr_baseline",
         "machine": machine(),
@@ -97,21 +97,21 @@ def baseline_results(exp_dir: Path) -> dict:
                                         "train_utterances_infeasible_for_ctc", "train_audio_hours", "dev_by_epoch")},
         "decode": next(iter(evaluation.values()))["decode"],
         "splits": {split: split_view(e) for split, e in evaluation.items()},
-        **({"beam_search": {split: {"wer": e["overall"]["wer"], "by": cohort_wers(e)} for split, e in _load(beam).items()}}
+        **({"beam_search": {split: {"wer": e["overall"]["wer"], "by": cohort_wers(e)} for split, e in load_eval(beam).items()}}
            if (beam := exp_dir / "eval_beam" / "eval.json").exists() else {}),
     }
 
 
 def variants_results(name: str, reference_dir: Path, variants: dict[str, Path], train_dirs: dict[str, Path]) -> dict:
-    reference = _load(reference_dir / "eval.json")
+    reference = load_eval(reference_dir / "eval.json")
     out = {"benchmark": name, "machine": machine(), "reference": {"eval": str(reference_dir), "splits": {s: split_view(e) for s, e in reference.items()}}, "variants": {}}
     for label, eval_dir in variants.items():
-        evaluation = _load(eval_dir / "eval.json")
+        evaluation = load_eval(eval_dir / "eval.json")
         record = {"eval": str(eval_dir), "splits": {}}
         for split, e in evaluation.items():
             record["splits"][split] = {**split_view(e), "vs_reference": comparison(reference[split], e) if split in reference else None}
         if label in train_dirs:
-            train = _load(train_dirs[label] / "train_summary.json")
+            train = load_eval(train_dirs[label] / "train_summary.json")
             record["train"] = {k: train.get(k) for k in ("stopped", "steps", "epochs_completed", "train_minutes", "parameters", "init")}
             record["train"]["last_log"] = train["log"][-1] if train.get("log") else None
         out["variants"][label] = record
@@ -152,31 +152,6 @@ def plot_sweep(results: dict, split: str, path: Path, sweep_prefix: str = "w") -
     plt.close(fig)
 
 
-def cost_by_cohort(variants: dict[str, Path], models: dict[str, Path], split: str = "test", seconds: float = 3.0) -> pd.DataFrame:
-    """One table: every variant's per-cohort WER (with interval) next to its estimated cost on each shipped
-    profile (latency, memory, FLOPs per frame, from :mod:`fairspeech.hardware`), for a ``seconds`` input."""
-    from fairspeech.hardware import zoo
-    from fairspeech.hardware.cli import load_model
-    from fairspeech.hardware.costs import cost_table, join_wer_and_cost
-
-    missing = sorted(set(variants) - set(models))
-    if missing:
-        raise KeyError(f"no --model given for variant(s) {missing}")
-    wer_rows, costs = [], []
-    for label, eval_dir in variants.items():
-        view = split_view(_load(eval_dir / "eval.json")[split])
-        wer_rows.append({"model": label, "attribute": "(overall)", "cohort": "(overall)", "wer": view["wer"],
-                         "wer_low": view["wer_interval"][0], "wer_high": view["wer_interval"][1], "speakers": view["speakers"]})
-        for attr, cohorts in view["by"].items():
-            wer_rows += [{"model": label, "attribute": attr, "cohort": c, "wer": v["wer"], "wer_low": v["interval"][0],
-                          "wer_high": v["interval"][1], "speakers": v["speakers"]} for c, v in cohorts.items()]
-        model, n_mels, _ = load_model(str(models[label]))
-        table = cost_table(model, zoo.example_input(seconds, n_mels=n_mels), audio_seconds=seconds)
-        table.insert(0, "model", label)
-        costs.append(table)
-    return join_wer_and_cost(pd.DataFrame(wer_rows), pd.concat(costs, ignore_index=True))
-
-
 def _pairs(items: list[str]) -> dict[str, Path]:
     return {label: Path(path) for label, _, path in (item.partition("=") for item in items)}
 
@@ -187,11 +162,6 @@ def main(argv=None) -> None:
     base = sub.add_parser("baseline")
     base.add_argument("exp_dir")
     base.add_argument("--out", required=True)
-    cost = sub.add_parser("costs", help="per-cohort WER x estimated cost on every shipped profile (CSV)")
-    cost.add_argument("--variant", action="append", default=[], metavar="LABEL=EVAL_DIR")
-    cost.add_argument("--model", action="append", default=[], metavar="LABEL=MODEL_PATH")
-    cost.add_argument("--split", default="test")
-    cost.add_argument("--out", required=True, help="CSV path")
     for name in ("amortized", "sweep"):
         p = sub.add_parser(name)
         p.add_argument("--reference", required=True, help="eval folder of the reference (slow-encoder-only) model")
@@ -201,11 +171,6 @@ def main(argv=None) -> None:
         p.add_argument("--plot-split", default="test")
         p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if args.command == "costs":
-        table = cost_by_cohort(_pairs(args.variant), _pairs(args.model), args.split)
-        io.write_text(args.out, table.to_csv(index=False))
-        print(f"wrote {args.out}: {len(table)} rows")
-        return
     if args.command == "baseline":
         results = baseline_results(Path(args.exp_dir))
     else:

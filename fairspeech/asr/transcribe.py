@@ -14,16 +14,28 @@ from tqdm.auto import tqdm
 from fairspeech.data import schema
 from fairspeech.data.manifest import Manifest
 from fairspeech.data.readers import FILE_COL, LINE_COL, ManifestError
+from fairspeech.errors import InputError
 
-RECOGNIZERS = ("pocketsphinx",)
+RECOGNIZERS = ("pocketsphinx", "hf:PATH", "fairspeech:MODEL.safetensors")
 
 
 def make_recognizer(name: str):
+    """``pocketsphinx``; ``hf:PATH`` (a transformers *ForCTC or Whisper folder, local files only);
+    ``fairspeech:PATH`` (a model.safetensors trained by :mod:`fairspeech.asr.train`)."""
     if name == "pocketsphinx":
         from fairspeech.asr.pocketsphinx_backend import PocketSphinxRecognizer
 
         return PocketSphinxRecognizer()
-    raise ValueError(f"unknown ASR {name!r}; available: {RECOGNIZERS}")
+    kind, _, path = name.partition(":")
+    if kind == "hf" and path:
+        from fairspeech.asr.hf import HFRecognizer
+
+        return HFRecognizer(path)
+    if kind == "fairspeech" and path:
+        from fairspeech.asr.recognizer import TrainedRecognizer
+
+        return TrainedRecognizer(path)
+    raise InputError(f"--asr {name!r}: expected one of {', '.join(RECOGNIZERS)}")
 
 
 def resolve_audio(manifest: Manifest, audio_root: str | Path | None = None) -> list[Path]:

@@ -21,14 +21,14 @@ Modules, in the order the data flows:
 * ``channels``: rounding widths to a profile's parallelism; ``costs``: tables across profiles;
   ``cli``: ``fairspeech profile MODEL --target PROFILE``.
 
-Attributes are imported lazily so that ``fairspeech.hardware.profile`` stays cheap to import.
+Attributes are imported lazily so that ``fairspeech.accelerator`` stays cheap to import.
 """
 
 from __future__ import annotations
 
 _LAZY = {
-    "AcceleratorProfile": "fairspeech.hardware.profile",
-    "load_profile": "fairspeech.hardware.profile",
+    "AcceleratorProfile": "fairspeech.accelerator",
+    "load_profile": "fairspeech.accelerator",
     "estimate": "fairspeech.hardware.estimator",
     "CostReport": "fairspeech.hardware.estimator",
     "cost_table": "fairspeech.hardware.costs",

@@ -37,7 +37,7 @@ from fairspeech.hardware.graph import trace
 from fairspeech.hardware.host import measure_cuda_profile, measure_host_profile, profile_toml
 from fairspeech.hardware.measure import (MEASUREMENTS_DIR, ReferenceProbe, context_bytes, measure_model, measure_model_and_operators,
                                          model_table_path, operator_rows, operator_table_path, rows_to_frame, to_reference_seconds)
-from fairspeech.hardware.profile import PROFILES_DIR
+from fairspeech.accelerator import PROFILES_DIR
 from fairspeech.hardware.sweep import SWEEP_KINDS, measure_sweep, sample_operator_specs
 from fairspeech.hardware.timing import THREAD_CLOCK, CudaEventClock, LoadLog, ThreadClock, clock_for, wait_for_quiet
 from fairspeech.utils import io

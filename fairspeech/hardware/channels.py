@@ -17,7 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from fairspeech.hardware.profile import AcceleratorProfile
+from fairspeech.accelerator import AcceleratorProfile
 
 MODES = ("up", "down", "nearest")
 

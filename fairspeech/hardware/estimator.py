@@ -43,7 +43,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from fairspeech.hardware.graph import ModelGraph, output_frames, trace
 from fairspeech.hardware.measure import call_from_json, model_table_path, operator_table_path
 from fairspeech.hardware.operators import OpCall
-from fairspeech.hardware.profile import AcceleratorProfile, load_profile
+from fairspeech.accelerator import AcceleratorProfile, load_profile
 from fairspeech.hardware.roofline import bytes_per_float, roofline_latencies
 
 FALLBACK_KIND = "elementwise"  # operators of a kind the table lacks are predicted as generic element-wise work

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fairspeech.hardware.profile import AcceleratorProfile
+from fairspeech.accelerator import AcceleratorProfile
 from fairspeech.hardware.timing import THREAD_CLOCK, CudaEventClock, ThreadClock, measure
 
 
@@ -127,7 +127,7 @@ def measure_cuda_profile(name: str, clock: CudaEventClock) -> AcceleratorProfile
 
 
 def profile_toml(profile: AcceleratorProfile, note: str = "") -> str:
-    """The profile as a TOML file (the format :func:`fairspeech.hardware.profile.load_profile` reads)."""
+    """The profile as a TOML file (the format :func:`fairspeech.accelerator.load_profile` reads)."""
     lines = [f"# {line}" for line in note.splitlines()] if note else []
     lines += [
         f'name = "{profile.name}"',

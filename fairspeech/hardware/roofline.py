@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from fairspeech.hardware.graph import ModelGraph
 from fairspeech.hardware.operators import DENSE_KINDS, OpCall
-from fairspeech.hardware.profile import AcceleratorProfile
+from fairspeech.accelerator import AcceleratorProfile
 
 BYTES_PER_ELEMENT = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 

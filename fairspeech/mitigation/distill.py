@@ -38,7 +38,7 @@ def old_model_right(references: Sequence[str], old_hypotheses: Sequence[str], fo
 
 
 def focal_distillation(old_model: torch.nn.Module, right: Sequence[float], weight: float = 1.0, alpha: float = 0.0, beta: float = 1.0) -> Distillation:
-    """A ``TrainHooks.regularizer``: KL towards ``old_model`` (frozen), utterance ``u`` weighted ``alpha + beta * right[u]``.
+    """A loss term for :class:`fairspeech.training.Regularizer`: KL towards ``old_model`` (frozen), utterance ``u`` weighted ``alpha + beta * right[u]``.
 
     ``right``: per position of the train split, the old model's correctness (see :func:`old_model_right`).
     """

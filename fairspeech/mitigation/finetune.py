@@ -9,7 +9,7 @@
    get their cohort from ``predict``.
 3. The diagonal Fisher of the base model on a seeded sample of the *whole* train population.
 4. Variants, all from the base weights with the same seed and schedule through
-   :func:`fairspeech.asr.train.train` (only its hooks differ): ``none`` (no adaptation), ``finetune``
+   :func:`fairspeech.asr.train.train` (only their callbacks and data differ): ``none`` (no adaptation), ``finetune``
    (target cohorts' train utterances), ``replay`` (plus a share of other cohorts' utterances),
    ``ewc_<lambda>`` for each lambda, ``ewc_distill`` (EWC plus focal distillation towards the base
    model on what it got right).
@@ -38,7 +38,7 @@ import torch
 from fairspeech.asr.config import dict_to_config
 from fairspeech.asr.data import SplitData, load_splits
 from fairspeech.asr.evaluate import load_trained, transcribe
-from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, sum_regularizers, train, training_record
+from fairspeech.asr.train import file_sha256, reuse_or_reset, train, training_record
 from fairspeech.cohorts.base import plain
 from fairspeech.data import schema
 from fairspeech.data.speakers import speaker_table
@@ -47,6 +47,7 @@ from fairspeech.metrics.flips import OVERALL, flip_counts, flip_table
 from fairspeech.metrics.wer import alignment_counts
 from fairspeech.mitigation.distill import focal_distillation, old_model_right
 from fairspeech.mitigation.ewc import DiagonalFisher, OnlineEWC
+from fairspeech.training.callbacks import Regularizer
 from fairspeech.utils import distributed, io
 
 COHORT = "cohort"
@@ -188,7 +189,7 @@ def train_base(settings: FinetuneSettings, out: Path, pool: set[str]) -> Path:
     config.train.progress = settings.progress
     fingerprint = {"config": config.to_dict(), "pool": sorted(pool)}
     if not reuse_or_reset(exp, fingerprint, ["model.safetensors", "train_summary.json"]):
-        train(config, exp, hooks=TrainHooks(select_train=lambda rows: ~rows[schema.SPEAKER_ID].astype(str).isin(pool).to_numpy()))
+        train(config, exp, select_train=lambda rows: ~rows[schema.SPEAKER_ID].astype(str).isin(pool).to_numpy())
     return exp / "model.safetensors"
 
 
@@ -385,17 +386,16 @@ def run_comparison(settings: FinetuneSettings) -> dict:
             config.train.dev_every = 0
             config.train.progress = settings.progress
             mask = replay if spec.get("replay") else target_mask
-            regularizers = []
+            callbacks = []
             if "ewc" in spec:
-                regularizers.append(ewc.regularizer(spec["ewc"]))
+                callbacks.append(ewc.callback(spec["ewc"]))
             if spec.get("distill"):
                 old, _, _ = load_trained(base_model)
-                regularizers.append(focal_distillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta))
-            hooks = TrainHooks(select_train=lambda frame, m=mask: m, regularizer=sum_regularizers(*regularizers))
+                callbacks.append(Regularizer(focal_distillation(old, right, settings.distill_weight, settings.distill_alpha, settings.distill_beta)))
             summary_path = vdir / "train_summary.json"
             fingerprint = variant_fingerprint(spec, settings, base_digest, mask, ewc.meta_ if "ewc" in spec else None)
             if not reuse_or_reset(vdir, fingerprint, ["model.safetensors", "train_summary.json"]):
-                train(config, vdir, hooks=hooks)
+                train(config, vdir, callbacks=callbacks, select_train=lambda frame, m=mask: m)
             summary = json.loads(summary_path.read_text())
             model, _, _ = load_trained(vdir / "model.safetensors")
             record["train"] = {k: summary[k] for k in ("steps", "epochs_completed", "train_minutes", "train_utterances")}

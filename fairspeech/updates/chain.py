@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairspeech.asr import checkpoint as ckpt
+from fairspeech.training import checkpoint as ckpt
 from fairspeech.asr.config import load_config, read_tree
-from fairspeech.asr.train import TrainHooks, file_sha256, reuse_or_reset, train, training_record
+from fairspeech.asr.train import file_sha256, reuse_or_reset, train, training_record
 from fairspeech.data import schema
 from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
 from fairspeech.updates import format as fmt
@@ -221,7 +221,7 @@ class Experiment:
         config.train.seed = self.seed
         unnamed = set(self.train.loc[self.train["name"].map(self.assigned).isna(), schema.UTT_ID])
         if not reuse_or_reset(exp, {"config": config.to_dict(), "utterances": sorted(unnamed)}, ["model.safetensors", "train_summary.json"]):
-            train(config, exp, hooks=TrainHooks(select_train=lambda rows: rows[schema.UTT_ID].isin(unnamed).to_numpy()))
+            train(config, exp, select_train=lambda rows: rows[schema.UTT_ID].isin(unnamed).to_numpy())
         return exp / "model.safetensors"
 
     # -- the run -----------------------------------------------------------------------------------

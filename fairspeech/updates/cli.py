@@ -28,7 +28,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="diff_command", required=True, metavar="ACTION")
 
     create = verbs.add_parser("create", help="train an update from a deployed model as a diff (ASR training loop)")
-    create.add_argument("--base", required=True, help="the deployed model.safetensors (with its .json sidecar)")
+    create.add_argument("--base", default=None, help="the deployed model.safetensors (with its .json sidecar), trained by fairspeech")
+    create.add_argument("--model", default=None, help="instead of --base: your own model, hf:PATH (a transformers folder); with --manifest")
+    create.add_argument("--manifest", default=None, help="with --model: the update's training manifest (audio_path, reference); --query selects rows")
+    create.add_argument("--audio-dir", default=None, help="with --model: folder relative audio paths are under")
+    create.add_argument("--epochs", type=int, default=3, help="with --model: epochs (default: %(default)s)")
+    create.add_argument("--lr", type=float, default=1e-4, help="with --model: peak learning rate (default: %(default)s)")
     create.add_argument("--exp-dir", required=True, help="experiment directory: checkpoints, model.safetensors, update.diff.safetensors (rerun to resume)")
     create.add_argument("--type", choices=fmt.DIFF_TYPES, default="sparse", help="diff type (default: %(default)s)")
     create.add_argument("--density", type=float, default=0.1, help="sparse: share of weights the diff keeps (default: %(default)s)")
@@ -41,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     create.set_defaults(handler=run_create)
 
     apply = verbs.add_parser("apply", help="apply a diff to a model file (validated; the base is untouched on any error)")
-    apply.add_argument("base", help="model.safetensors the diff was made for")
+    apply.add_argument("base", help="model.safetensors the diff was made for, or hf:PATH (the transformers folder of create --model)")
     apply.add_argument("diff", help="update.diff.safetensors")
     apply.add_argument("--out", required=True, help="updated model.safetensors (may be the base path: replaced atomically)")
     _add_check_options(apply)
@@ -99,13 +104,65 @@ def _base_seed(base: str) -> int:
         return 0
 
 
+def run_create_user_model(args, ratio: float) -> None:
+    """``diff create --model hf:PATH``: the update trained on the user's transformers model; the diff's names
+    and base hash are those of the model's own weights, so ``diff apply hf:PATH`` rebuilds the update."""
+    import torch
+
+    from fairspeech.asr.data import resolve_audio_paths
+    from fairspeech.asr.user_model import load_model
+    from fairspeech.data.manifest import read_manifest
+    from fairspeech.errors import InputError
+    from fairspeech.mitigation.user_finetune import select_rows
+    from fairspeech.training import Trainer, TrainerConfig
+    from fairspeech.updates.train import DIFF_FILE, DiffTrainer
+
+    if not args.model.startswith("hf:") or not args.manifest:
+        raise InputError("diff create --model takes hf:PATH and needs --manifest (a fairspeech model: use --base)")
+    seed = args.seed if args.seed is not None else 0
+    loaded = load_model(args.model)
+    frame = resolve_audio_paths(read_manifest(args.manifest, require_hypothesis=False).frame, args.manifest, args.audio_dir)
+    rows = select_rows(frame, args.query, args.manifest) if args.query else range(len(frame))
+    data = loaded.dataset(frame)
+    diff = DiffTrainer(args.type, density=args.density, bucket_ratio=ratio, value_dtype=args.value_dtype, hash_seed=seed, submodule="model")
+    torch.manual_seed(seed)
+    trainer = Trainer(loaded.module, loaded.objective, TrainerConfig(lr=args.lr, warmup_steps=10), [diff], exp_dir=args.exp_dir, name="diff update")
+    summary = trainer.fit(lambda epoch: data.batches(16000 * 60, shuffle_seed=[seed, epoch], indices=list(rows)), args.epochs, make_batch=data.batch)
+    path = fmt.write_diff(Path(args.exp_dir) / DIFF_FILE, diff.diff_)
+    loaded.save(Path(args.exp_dir) / "model")
+    print(f"{summary['steps']} steps on {len(rows)} utterances; {path}: {path.stat().st_size:,} bytes, density {diff.diff_.header['density']:.4f}")
+
+
+def apply_to_hf_folder(base: str, diff_path: str, out: str) -> dict:
+    """Apply a diff made with ``create --model hf:PATH`` to that transformers folder; writes ``out`` (a folder)."""
+    import shutil
+
+    from fairspeech.asr.hf import _transformers
+
+    tf = _transformers()
+    config = tf.AutoConfig.from_pretrained(base, local_files_only=True)
+    cls = getattr(tf, config.architectures[0]) if config.architectures else tf.AutoModel
+    model = cls.from_pretrained(base, local_files_only=True)
+    diff = fmt.read_diff(diff_path)
+    model.load_state_dict(fmt.apply_diff(model.state_dict(), diff, diff_path))
+    if Path(out).resolve() != Path(base).resolve():
+        shutil.copytree(base, out, dirs_exist_ok=True)  # tokenizer and processor files travel with the weights
+    model.save_pretrained(out)
+    return diff.header
+
+
 def run_create(args) -> None:
     from fairspeech.data import schema
     from fairspeech.updates.hashed import budget_bucket_ratio
     from fairspeech.updates.train import DIFF_FILE, DiffTrainer, train_update, update_config
 
-    from fairspeech.errors import ConfigError
+    from fairspeech.errors import ConfigError, InputError
 
+    if (args.base is None) == (args.model is None):
+        raise InputError("diff create needs exactly one of --base (a fairspeech model.safetensors) and --model (hf:PATH)")
+    if args.model is not None:
+        ratio = args.bucket_ratio if args.bucket_ratio is not None else budget_bucket_ratio(args.density, fmt.VALUE_DTYPES[args.value_dtype].itemsize)
+        return run_create_user_model(args, ratio)
     try:
         config = update_config(args.base, args.set, args.seed if args.seed is not None else _base_seed(args.base))
     except KeyError as error:
@@ -128,6 +185,12 @@ def run_create(args) -> None:
 def run_apply(args) -> None:
     out = Path(args.out)
     try:
+        if args.base.startswith("hf:"):
+            if args.check:
+                raise SystemExit("error: --check decodes fairspeech models; for hf: bases apply, then audit with --asr hf:OUT")
+            header = apply_to_hf_folder(args.base[3:], args.diff, args.out)
+            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}")
+            return
         if not args.check:
             header = fmt.apply_diff_file(args.base, args.diff, out)
             print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}")
@@ -157,7 +220,7 @@ def run_inspect(args) -> None:
     report = {"path": args.diff, "header": {k: v for k, v in header.items() if k != "tensors"}, "weights_diffed": len(header["tensors"]),
               "sizes": fmt.compressed_sizes(args.diff)}
     if args.base:
-        from fairspeech.asr import checkpoint as ckpt
+        from fairspeech.training import checkpoint as ckpt
 
         weights, _ = ckpt.load_weights(args.base)
         report["base"] = {"path": args.base, "sizes": fmt.compressed_sizes(args.base),

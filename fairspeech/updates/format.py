@@ -200,6 +200,10 @@ def apply_diff(state: dict[str, torch.Tensor], diff: Diff, source: str = "diff")
         if name not in state or list(state[name].shape) != shape:
             raise DiffError(f"{source}: weight {name!r} of shape {shape} is not in the base model; nothing was changed")
         updated[name] = fold(state[name], tensor_delta(diff, name))
+    for alias, primary in diff.header.get("tied", {}).items():  # weights tied to a diffed one change with it
+        if alias not in state:
+            raise DiffError(f"{source}: tied weight {alias!r} is not in the base model; nothing was changed")
+        updated[alias] = updated[primary]
     if weights_sha256(updated) != diff.header["updated_sha256"]:
         raise DiffError(f"{source}: applying it did not give the weights it was made for; nothing was changed")
     return updated
@@ -208,7 +212,7 @@ def apply_diff(state: dict[str, torch.Tensor], diff: Diff, source: str = "diff")
 def apply_diff_file(base_path: str | Path, diff_path: str | Path, out_path: str | Path) -> dict:
     """Apply a diff file to a model file (``model.safetensors`` + ``.json`` sidecar) and write the
     updated model atomically to ``out_path`` (which may be ``base_path`` itself: an error leaves it as it was)."""
-    from fairspeech.asr import checkpoint as ckpt
+    from fairspeech.training import checkpoint as ckpt
 
     diff = read_diff(diff_path)
     try:

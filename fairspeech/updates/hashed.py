@@ -70,4 +70,4 @@ class HashedDelta(nn.Module):
 def hashed_delta(buckets: torch.Tensor, shape: Sequence[int], name: str, seed: int) -> torch.Tensor:
     """Dense float32 delta of ``shape`` from a weight's ``buckets``."""
     index, sign = hash_layout(name, int(torch.Size(shape).numel()), buckets.numel(), seed)
-    return (buckets.float()[index] * sign).view(*shape)
+    return (buckets.float()[index.to(buckets.device)] * sign.to(buckets.device)).view(*shape)

@@ -78,7 +78,7 @@ def prune_to(deltas: Sequence[SparseDelta], density: float, criterion: str = "ma
         return kept_now
     scores = torch.cat([d.score(criterion).reshape(-1) for d in deltas])
     scores[~torch.cat([d.mask.reshape(-1) for d in deltas])] = -1.0  # pruned entries never come back
-    chosen = torch.zeros(total, dtype=torch.bool)
+    chosen = torch.zeros(total, dtype=torch.bool, device=scores.device)
     chosen[torch.topk(scores, keep, sorted=False).indices] = True
     offset = 0
     for d in deltas:
@@ -97,6 +97,6 @@ def extract(delta: SparseDelta, value_dtype: torch.dtype) -> tuple[torch.Tensor,
 
 def sparse_delta(indices: torch.Tensor, values: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """Dense float32 delta of ``shape`` from flat ``indices`` and ``values``."""
-    dense = torch.zeros(int(torch.Size(shape).numel()), dtype=torch.float32)
+    dense = torch.zeros(int(torch.Size(shape).numel()), dtype=torch.float32, device=values.device)
     dense[indices.long()] = values.float()
     return dense.view(*shape)

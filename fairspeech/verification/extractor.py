@@ -56,13 +56,13 @@ class XVector(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, frames, n_mels) log-mels and valid lengths -> (batch, embedding_dim) embeddings (not normalized)."""
         if lengths is None:
-            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.int64)
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.int64, device=features.device)
         x = self.cmvn(features)
         if self.specaugment is not None:
             x = self.specaugment(x, lengths)
         h = self.frames(x.transpose(1, 2))  # (batch, channels, frames')
         out_lengths = self.output_lengths(lengths).clamp(min=1, max=h.shape[-1])
-        mask = (torch.arange(h.shape[-1])[None, :] < out_lengths[:, None]).to(h.dtype).unsqueeze(1)
+        mask = (torch.arange(h.shape[-1], device=h.device)[None, :] < out_lengths[:, None]).to(h.dtype).unsqueeze(1)
         count = out_lengths.to(h.dtype)[:, None]
         mean = (h * mask).sum(-1) / count
         var = (((h - mean.unsqueeze(-1)) * mask) ** 2).sum(-1) / count

@@ -9,15 +9,16 @@ seeded with ``(seed, step)``; the loss is AAM-softmax per sample plus a pairwise
 every pair in the batch. With ``[arw] enabled`` the first ``pretrain_steps`` are exactly the baseline's;
 after them, k-means clusters are fitted on a bank of the learner's latest (unit) embedding of each
 training utterance, refitted every ``recluster_every`` steps, and an adversary turns (embedding,
-cluster) into ARL weights (see :mod:`fairspeech.verification.arw`). One optimizer holds the learner's
-and the adversary's parameters; the adversary's gradients are negated before the step, so it ascends
-the same weighted loss the learner descends (simultaneous updates, as ARL).
+cluster) into ARL weights (:class:`fairspeech.training.AdversarialReweighter`, the same callback an
+ASR run can use). Training runs on :class:`fairspeech.training.Trainer`: one optimizer holds the
+learner's and the adversary's parameters; the adversary's gradients are negated before the step, so
+it ascends the same weighted loss the learner descends (simultaneous updates, as ARL).
 
 Matched learning rates: the weighted losses are divided by the batch's total weight, which ARL's
 normalization makes a constant (2n for samples, 4 per pair for summed pair weights, 2 per pair for the
 pair adversary), so at the same ``lr`` the learner's steps have the baseline's scale.
 
-Checkpoints (safetensors, :mod:`fairspeech.asr.checkpoint`) hold the learner, the adversaries, the
+Checkpoints (safetensors, :mod:`fairspeech.training.checkpoint`) hold the learner, the adversaries, the
 embedding bank and cluster centers, the optimizer and torch's RNG: a rerun resumes exactly. Every run
 also keeps the checkpoint at ``pretrain_steps`` in ``pretrain/``; an ARW run started with
 ``init_pretrained`` pointing at a baseline run of the same seed and settings starts from it, which
@@ -29,8 +30,6 @@ the adversary's are all-reduced, and rank 0 fits the clusters and shares the cen
 from __future__ import annotations
 
 import dataclasses
-import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -39,19 +38,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from fairspeech.asr import checkpoint as ckpt
 from fairspeech.asr.ctc_model import SpecAugmentConfig
 from fairspeech.asr.data import FeatureCache, load_splits
-from fairspeech.asr.train import count_parameters, learning_rate
+from fairspeech.asr.train import count_parameters
 from fairspeech.config import from_dict, load
 from fairspeech.data import schema
 from fairspeech.errors import ConfigError
+from fairspeech.training import checkpoint as ckpt
+from fairspeech.training.callbacks import Snapshot
+from fairspeech.training.protocol import StepLoss
+from fairspeech.training.reweighting import PAIR_WEIGHTS, AdversarialReweighter
+from fairspeech.training.trainer import Trainer, TrainerConfig
 from fairspeech.utils import distributed, io
-from fairspeech.verification.arw import (PAIR_WEIGHTS, PairAdversary, SampleAdversary, arl_weights, fit_clusters, nearest_cluster,
-                                         pair_weights_from_samples, sample_weights_from_pairs)
 from fairspeech.verification.extractor import ExtractorConfig, XVector
 from fairspeech.verification.losses import AAMSoftmax, PairwiseLogistic
 
@@ -163,22 +162,22 @@ class SpeakerLearner(nn.Module):
         return embeddings, self.aam(embeddings, labels), i, j, pair_loss
 
 
-class TrainState(nn.Module):
-    """Everything a checkpoint holds besides the optimizer: learner, both adversaries (so every variant
-    shares the baseline's initialization and RNG stream), the embedding bank and the cluster centers."""
+@dataclass
+class SpeakerBatch:
+    features: torch.Tensor  # (batch, crop_frames, n_mels)
+    labels: torch.Tensor  # (batch,) speaker index
+    indices: torch.Tensor  # (batch,) training-utterance rows (the reweighter's bank)
 
-    def __init__(self, learner: SpeakerLearner, n_train: int, arw: ARWConfig):
-        super().__init__()
-        dim = learner.extractor.config.embedding_dim
-        self.learner = learner
-        self.sample_adversary = SampleAdversary(dim, arw.n_clusters, arw.hidden)
-        self.pair_adversary = PairAdversary(dim, arw.n_clusters, arw.hidden)
-        self.register_buffer("bank", torch.zeros(n_train, dim))
-        self.register_buffer("seen", torch.zeros(n_train))
-        self.register_buffer("centers", torch.zeros(arw.n_clusters, dim))
 
-    def adversary(self, arw: ARWConfig) -> nn.Module:
-        return self.sample_adversary if arw.pair_weight == "sum" else self.pair_adversary
+class VerifierObjective:
+    """AAM-softmax per sample plus the pairwise logistic loss over every pair in the batch."""
+
+    def __init__(self, pair_loss_weight: float = 1.0):
+        self.pair_loss_weight = pair_loss_weight
+
+    def __call__(self, learner, batch: SpeakerBatch) -> StepLoss:
+        embeddings, sample_loss, i, j, pair_loss = learner(batch.features, batch.labels)
+        return StepLoss(sample_loss, embeddings, embeddings, pairs=(i, j, pair_loss), pair_weight=self.pair_loss_weight, name="aam")
 
 
 def _fingerprint(config: VerifierConfig) -> dict:
@@ -209,58 +208,19 @@ def crop(cache: FeatureCache, row: int, start: int, frames: int) -> torch.Tensor
     return feats[start : start + frames]
 
 
-def training_step(learner, state: TrainState, optimizer, features, labels, rows, step: int, total_steps: int, config: VerifierConfig) -> dict:
-    """One optimizer step; ``learner`` may be DDP-wrapped. Returns the log record."""
-    tc, arw = config.train, config.arw
-    optimizer.param_groups[0]["lr"] = learning_rate(step, total_steps, tc)
-    embeddings, sample_loss, i, j, pair_loss = learner(features, labels)
-    unit = F.normalize(embeddings.detach())
-    state.bank[rows] = unit
-    state.seen[rows] = 1.0
-    reweight = arw.enabled and step >= arw.pretrain_steps
-    if reweight:
-        clusters = nearest_cluster(unit, state.centers)
-        if arw.pair_weight == "sum":
-            sample_w = arl_weights(state.sample_adversary(unit, clusters))
-            pair_w = pair_weights_from_samples(sample_w, i, j)
-        else:
-            pair_w = arl_weights(state.pair_adversary(unit[i], unit[j], clusters[i], clusters[j]))
-            sample_w = sample_weights_from_pairs(pair_w, i, j, len(unit))
-    else:
-        sample_w, pair_w = torch.ones_like(sample_loss), torch.ones_like(pair_loss)
-    aam = (sample_w * sample_loss).sum() / sample_w.sum().detach()
-    pair = (pair_w * pair_loss).sum() / pair_w.sum().detach()
-    loss = aam + config.loss.pair_loss_weight * pair
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    core = distributed.unwrap(learner)
-    grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), tc.grad_clip)
-    if reweight:
-        for p in state.adversary(arw).parameters():
-            if p.grad is not None:
-                distributed.all_reduce_sum(p.grad).div_(distributed.world_size())
-                p.grad.neg_()  # the adversary ascends the weighted loss
-    optimizer.step()
-    record = {"step": step + 1, "loss": loss.item(), "aam": aam.item(), "pair": pair.item(), "grad_norm": float(grad_norm)}
-    if reweight:
-        record |= {"weight_max": float(sample_w.detach().max()), "weight_std": float(sample_w.detach().std())}
-    return record
-
-
-def recluster(state: TrainState, seed: int, step: int, n_clusters: int) -> None:
-    """Fit k-means on the bank's seen rows (rank 0) and share the centers with every rank."""
-    centers = torch.zeros_like(state.centers)
-    if distributed.is_main():
-        seen = state.seen.bool()
-        centers = torch.from_numpy(fit_clusters(state.bank[seen].numpy(), n_clusters, seed=zlib.crc32(f"{seed}/{step}".encode())))
-    state.centers.copy_(distributed.all_reduce_sum(centers))
-
-
-def build_state(config: VerifierConfig, n_speakers: int, n_train: int, train_cache: FeatureCache) -> TrainState:
+def build_learner(config: VerifierConfig, n_speakers: int, train_cache: FeatureCache) -> SpeakerLearner:
     torch.manual_seed(config.train.seed)
     extractor = XVector(config.model, config.specaugment if config.train.specaugment else None)
     extractor.cmvn.set_stats(*train_cache.mean_std())
-    return TrainState(SpeakerLearner(extractor, n_speakers, config.loss), n_train, config.arw)
+    return SpeakerLearner(extractor, n_speakers, config.loss)
+
+
+def reweighter_for(config: VerifierConfig, n_train: int) -> AdversarialReweighter:
+    """ARW as a training-layer callback; a baseline run carries it disabled, so both share one
+    initialization, RNG stream and checkpoint layout (an ARW run can start from a baseline's pretraining)."""
+    arw = config.arw
+    return AdversarialReweighter(config.model.embedding_dim, n_train, arw.n_clusters, arw.hidden, arw.adversary_lr, arw.pretrain_steps,
+                                 arw.recluster_every, arw.pair_weight, config.train.seed, enabled=arw.enabled)
 
 
 def train(config: VerifierConfig, exp_dir: str | Path, stop_after_steps: int | None = None) -> dict:
@@ -284,71 +244,41 @@ def train(config: VerifierConfig, exp_dir: str | Path, stop_after_steps: int | N
         raise ValueError(f"{config.data.manifest}: {len(speaker_rows)} train speakers, fewer than train.speakers_per_batch = {tc.speakers_per_batch}")
     lengths = cache.lengths()
 
-    state = build_state(config, len(speaker_rows), len(frame), cache)
-    learner_params = list(state.learner.parameters())
-    adversary_params = list(state.sample_adversary.parameters()) + list(state.pair_adversary.parameters())
-    optimizer = torch.optim.AdamW([{"params": learner_params, "lr": tc.lr, "weight_decay": tc.weight_decay},
-                                   {"params": adversary_params, "lr": arw.adversary_lr, "weight_decay": 0.0}])
+    learner = build_learner(config, len(speaker_rows), cache)
+    mine = np.asarray(distributed.shard(np.arange(tc.speakers_per_batch)))  # this rank's speakers of every batch
+    mine = (mine[:, None] * tc.utterances_per_speaker + np.arange(tc.utterances_per_speaker)).ravel()
 
-    checkpoints, pretrain_dir = exp_dir / "checkpoints", exp_dir / "pretrain"
+    def make_batch(step: int) -> SpeakerBatch:
+        rows, labels, starts = sample_batch(tc.seed, step, speaker_rows, lengths, tc)
+        features = torch.stack([crop(cache, rows[k], starts[k], tc.crop_frames) for k in mine])
+        return SpeakerBatch(features, torch.from_numpy(labels[mine]), torch.from_numpy(rows[mine]))
+
     fingerprint = _fingerprint(config)
-    meta = ckpt.load_checkpoint(checkpoints, state, optimizer)
-    if meta is None and tc.init_pretrained and arw.enabled:
+    start_from = None
+    if tc.init_pretrained and arw.enabled:
         source = Path(tc.init_pretrained) / "pretrain"
         if arw.pretrain_steps not in ckpt.list_checkpoints(source):
             raise FileNotFoundError(f"{source}: no checkpoint at step {arw.pretrain_steps} (train.init_pretrained needs a finished baseline run)")
-        meta = ckpt.load_checkpoint(source, state, optimizer, step=arw.pretrain_steps)
-        if meta["progress"]["fingerprint"] != fingerprint:
-            differ = sorted(k for k in fingerprint if fingerprint[k] != meta["progress"]["fingerprint"].get(k))
-            raise ValueError(f"{source}: train.init_pretrained run has other settings in {differ}; its pretraining is not this run's")
-        meta["progress"]["log"] = list(meta["progress"]["log"])
-        meta["progress"]["pretrained_from"] = str(source)
-    progress = meta["progress"] if meta else {"step": 0, "elapsed_s": 0.0, "log": [], "fingerprint": fingerprint}
-    if meta and main_rank:
-        print(f"resuming from step {progress['step']}")
-    learner = distributed.wrap(state.learner, find_unused_parameters=False)
+        start_from = (source, arw.pretrain_steps)
 
-    def save(directory: Path = checkpoints) -> None:
-        if main_rank:
-            ckpt.save_checkpoint(directory, progress["step"], state, optimizer, progress, keep=tc.keep_checkpoints)
+    def check_start(progress: dict) -> None:
+        if progress["fingerprint"] != fingerprint:
+            differ = sorted(k for k in fingerprint if fingerprint[k] != progress["fingerprint"].get(k))
+            raise ValueError(f"{start_from[0]}: train.init_pretrained run has other settings in {differ}; its pretraining is not this run's")
+        progress["pretrained_from"] = str(start_from[0])
 
-    started, elapsed_before, steps_this_call, stopped = time.perf_counter(), progress["elapsed_s"], 0, "completed"
-    bar = tqdm(total=tc.steps, initial=progress["step"], desc=f"train {config.name}", disable=not (tc.progress and main_rank), mininterval=5.0)
-    state.train()
-    while progress["step"] < tc.steps:
-        step = progress["step"]
-        if arw.enabled and step >= arw.pretrain_steps and (step - arw.pretrain_steps) % arw.recluster_every == 0:
-            recluster(state, tc.seed, step, arw.n_clusters)
-        rows, labels, starts = sample_batch(tc.seed, step, speaker_rows, lengths, tc)
-        mine = np.asarray(distributed.shard(np.arange(tc.speakers_per_batch)))  # this rank's speakers of the batch
-        mine = (mine[:, None] * tc.utterances_per_speaker + np.arange(tc.utterances_per_speaker)).ravel()
-        features = torch.stack([crop(cache, rows[k], starts[k], tc.crop_frames) for k in mine])
-        record = training_step(learner, state, optimizer, features, torch.from_numpy(labels[mine]), torch.from_numpy(rows[mine]),
-                               step, tc.steps, config)
-        progress["step"] += 1
-        steps_this_call += 1
-        progress["elapsed_s"] = elapsed_before + time.perf_counter() - started
-        bar.update(1)
-        if progress["step"] % tc.log_every == 0:
-            progress["log"].append(record)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step"}, refresh=False)
-        if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-            bar.close()
-            return {"stopped": "stop_after_steps", "step": progress["step"]}
-        if progress["step"] == arw.pretrain_steps:
-            save(pretrain_dir)
-        if progress["step"] % tc.checkpoint_every == 0:
-            save()
-        if tc.max_minutes is not None and progress["elapsed_s"] > 60 * tc.max_minutes:
-            stopped = "time limit"
-            break
-    bar.close()
-    save()
-    summary = {"name": config.name, "stopped": stopped, "steps": progress["step"], "train_minutes": progress["elapsed_s"] / 60,
-               "parameters": count_parameters(state.learner.extractor), "world_size": distributed.world_size(), "threads": tc.threads,
-               "pretrained_from": progress.get("pretrained_from"), "log": progress["log"]}
+    callbacks = [reweighter_for(config, len(frame)), Snapshot(arw.pretrain_steps, exp_dir / "pretrain")]
+    trainer = Trainer(learner, VerifierObjective(config.loss.pair_loss_weight), TrainerConfig.from_settings(tc), callbacks, exp_dir,
+                      name=f"train {config.name}")
+    result = trainer.fit(lambda epoch: range(tc.steps), 1, make_batch=make_batch, total_steps=tc.steps, stop_after_steps=stop_after_steps,
+                         start_from=start_from, progress_defaults={"fingerprint": fingerprint}, check_start=check_start)
+    if result["stopped"] == "stop_after_steps":
+        return {"stopped": "stop_after_steps", "step": result["steps"]}
+    summary = {"name": config.name, "stopped": result["stopped"], "steps": result["steps"], "train_minutes": result["train_minutes"],
+               "parameters": count_parameters(learner.extractor), "world_size": distributed.world_size(), "threads": tc.threads,
+               "pretrained_from": trainer.progress.get("pretrained_from"), "log": result["log"]}
     if main_rank:
-        ckpt.save_model(exp_dir / "model.safetensors", state.learner.extractor, {"config": config.to_dict(), "step": progress["step"]})
+        ckpt.save_model(exp_dir / "model.safetensors", learner.extractor, {"config": config.to_dict(), "step": result["steps"]})
         io.write_json(exp_dir / "train_summary.json", summary)
     return summary
 

@@ -69,7 +69,7 @@ evaluate "$BASE" "$BASE/eval"
 args=(--variant "baseline=$BASE/eval" --model "baseline=$BASE/model.safetensors"
       --variant "branched=$EXP/branched/eval" --model "branched=$EXP/branched/model.safetensors")
 for w in $WEIGHTS; do args+=(--variant "gated_w$w=$EXP/gated_$w/eval" --model "gated_w$w=$EXP/gated_$w/model.safetensors"); done
-python -m fairspeech.asr.results costs "${args[@]}" --out "$RESULTS/asr_costs.csv"
+python -m fairspeech.hardware.costs "${args[@]}" --out "$RESULTS/asr_costs.csv"
 }
 
 case "${1:-all}" in           # run.sh [branched|gating|costs|all]: branched and gating are independent

@@ -1,5 +1,8 @@
 """Accelerator profiles: what a target device can compute, loaded from small TOML files.
 
+A leaf of the core layer (it needs only the config loader), so the ASR models (backlog simulation)
+and the hardware estimator above them both read it without importing each other.
+
     profile = load_profile()                          # the default, profiles/single_thread_650mflops.toml
     profile = load_profile("path/to/device.toml")     # or any file with the same fields
     seconds = profile.seconds_for(flops)              # compute time at the profile's peak rate
@@ -18,7 +21,7 @@ from pathlib import Path
 from fairspeech.config import from_dict, read_toml
 from fairspeech.errors import ConfigError, InputError
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "hardware" / "profiles"  # the shipped profiles
 DEFAULT_PROFILE = "single_thread_650mflops"
 
 

@@ -20,6 +20,18 @@ from fairspeech.utils import io
 _NAME = re.compile(r"step-(\d{8})\.json$")
 
 
+def unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` detached and contiguous, tied tensors (one storage under two names, as transformers ties
+    input and output embeddings) copied apart: safetensors refuses shared storage."""
+    seen, out = set(), {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().contiguous()
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset()) if tensor.numel() else None
+        out[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
+    return out
+
+
 def _paths(directory: Path, step: int) -> tuple[Path, Path]:
     stem = directory / f"step-{step:08d}"
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -51,12 +63,18 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], plain: dict) -> dic
     return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict, keep: int = 2) -> Path:
-    """Write checkpoint ``step``; keep the newest ``keep`` checkpoints. ``progress`` must be JSON-ready."""
+def save_checkpoint(directory: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict, keep: int = 2,
+                    extra: dict[str, torch.nn.Module] | None = None) -> Path:
+    """Write checkpoint ``step``; keep the newest ``keep`` checkpoints. ``progress`` must be JSON-ready.
+
+    ``extra``: further modules (a reweighter's adversary and embedding bank), saved under their names.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights, sidecar = _paths(directory, step)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in unshared(model.state_dict()).items()}
+    for name, module in (extra or {}).items():
+        tensors.update({f"{name}.{k}": v for k, v in unshared(module.state_dict()).items()})
     opt_tensors, opt_plain = optimizer_to_tensors(optimizer)
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -82,8 +100,9 @@ def list_checkpoints(directory: str | Path) -> list[int]:
     return sorted(steps)
 
 
-def load_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, step: int | None = None) -> dict | None:
-    """Restore the newest (or the given) checkpoint into ``model``/``optimizer`` and torch's RNG.
+def load_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, step: int | None = None,
+                    extra: dict[str, torch.nn.Module] | None = None) -> dict | None:
+    """Restore the newest (or the given) checkpoint into ``model``/``optimizer``/``extra`` and torch's RNG.
 
     Returns the sidecar (``step``, ``progress``), or None when the directory holds no checkpoint.
     """
@@ -95,9 +114,11 @@ def load_checkpoint(directory: str | Path, model: torch.nn.Module, optimizer: to
     tensors = load_file(str(weights))
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, module in (extra or {}).items():
+        module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
     if optimizer is not None:
         optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(tensors["rng.torch"].cpu())
     return meta
 
 
@@ -105,7 +126,7 @@ def save_model(path: str | Path, model: torch.nn.Module, metadata: dict) -> None
     """Final weights only, ``path`` (.safetensors) plus ``path`` with .json: what evaluation needs to rebuild the model."""
     path = Path(path)
     with io.atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_file(unshared(model.state_dict()), str(tmp))
     io.write_json(path.with_suffix(".json"), metadata)
 
 
