@@ -41,7 +41,7 @@ from fairspeech.hardware import zoo  # noqa: E402
 from fairspeech.hardware.estimator import LatencyModel  # noqa: E402
 from fairspeech.hardware.graph import trace  # noqa: E402
 from fairspeech.hardware.measure import MEASUREMENTS_DIR, call_from_json, model_table_path, operator_table_path  # noqa: E402
-from fairspeech.hardware.profile import load_profile  # noqa: E402
+from fairspeech.accelerator import load_profile  # noqa: E402
 from fairspeech.hardware.roofline import roofline_latencies  # noqa: E402
 
 TOLERANCE = 0.10
