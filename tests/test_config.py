@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_recipe_module
 from fairspeech.config import apply_overrides, from_dict, load, parse_override, read_toml
 from fairspeech.errors import ConfigError, InputError
 
@@ -151,11 +152,12 @@ def test_load_puts_overrides_then_fields_on_the_file(tmp_path):
 def test_every_shipped_recipe_loads(monkeypatch):
     from fairspeech.asr.config import load_config
     from fairspeech.data.demo.build import DemoConfig
-    from fairspeech.data.demo.training import TrainingCorpusConfig
     from fairspeech.hardware.costs import shipped_profile_names
     from fairspeech.accelerator import load_profile
-    from fairspeech.mitigation.finetune import load_settings
-    from fairspeech.updates import chain
+
+    TrainingCorpusConfig = load_recipe_module("asr_baseline", "corpus").TrainingCorpusConfig
+    load_settings = load_recipe_module("ewc_finetune", "compare").load_settings
+    chain = load_recipe_module("neural_diff", "chain")
 
     monkeypatch.chdir(REPO)  # recipes name other recipes from the repository root
     kinds = {p.name: load_config(p).kind for p in sorted((REPO / "recipes").glob("asr_*/*.toml")) if p.name != "corpus.toml"}
@@ -186,8 +188,8 @@ def test_asr_recipe_layout_and_stored_configs_round_trip(tmp_path):
 
 
 def test_finetune_and_chain_settings_are_checked_before_training(tmp_path):
-    from fairspeech.mitigation.finetune import load_settings
-    from fairspeech.updates import chain
+    load_settings = load_recipe_module("ewc_finetune", "compare").load_settings
+    chain = load_recipe_module("neural_diff", "chain")
 
     assert load_settings(write(tmp_path / "f.toml", "seed = 5\n")).seed == 5  # --seed not given: the file's
     assert load_settings(tmp_path / "f.toml", seed=2).seed == 2
@@ -206,7 +208,7 @@ def test_finetune_and_chain_settings_are_checked_before_training(tmp_path):
 
 
 def test_demo_corpus_settings(tmp_path):
-    from fairspeech.data.demo.training import TrainingCorpusConfig
+    TrainingCorpusConfig = load_recipe_module("asr_baseline", "corpus").TrainingCorpusConfig
 
     path = write(tmp_path / "c.toml", 'hours = 2\nunseen_voices = ["flite/rms"]\n')
     config = TrainingCorpusConfig.from_toml(path, seed=3, workers=None)
@@ -245,5 +247,5 @@ def test_bad_override_exits_2_with_one_line_before_loading_data(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "x.toml" in err and "[train] steps" in err and "--set train.steps=abc" in err
     assert not (tmp_path / "out").exists()
-    assert main(["finetune", "--config", str(config)]) == 2  # [data] is no finetune setting
+    assert load_recipe_module("ewc_finetune", "compare").main(["--config", str(config)]) == 2  # [data] is no finetune setting
     assert "unknown keys ['data']" in capsys.readouterr().err

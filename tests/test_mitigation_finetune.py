@@ -10,8 +10,10 @@ import torch
 
 from fairspeech.asr.synthetic import make_tone_corpus, tiny_config
 from fairspeech.asr.train import train
-from fairspeech.mitigation import finetune
+from conftest import load_recipe_module
 from fairspeech.mitigation.distill import focal_distillation, old_model_right
+
+finetune = load_recipe_module("ewc_finetune", "compare")  # the recipe's driver, recipes/ewc_finetune/local/compare.py
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +63,11 @@ def test_comparison_runs_every_variant_and_resumes(base):
     assert json.dumps(again["variants"], sort_keys=True) == json.dumps(report["variants"], sort_keys=True)
 
 
-def test_cli_verb_takes_seed_and_variants(base):
-    from fairspeech.cli import main
-
-    args = ["finetune", "--recipe", "ewc", "--seed", "1", "--variants", "none,finetune", "--no-progress"]
+def test_driver_command_line_takes_seed_and_variants(base):
+    args = ["--seed", "1", "--variants", "none,finetune", "--no-progress"]
     for item in _overrides(base, "cli"):
         args += ["--set", item]
-    assert main(args) == 0
+    assert finetune.main(args) == 0
     report = json.loads((base / "cli" / "result.json").read_text())
     assert report["seed"] == 1 and list(report["variants"]) == ["none", "finetune"]
 
@@ -196,3 +196,12 @@ def test_comparison_under_two_ranks(base):
     written = json.loads((base / "ddp" / "result.json").read_text())["variants"]
     assert written.keys() == rank0.keys() and written["ewc_1"]["splits"] == rank0["ewc_1"]["splits"]
     assert json.loads((base / "ddp" / "variants" / "finetune" / "train_summary.json").read_text())["world_size"] == 2
+
+
+def test_library_verb_is_for_the_users_model(capsys):
+    """The comparison is the recipe's (local/compare.py); `fairspeech finetune` without --model says what it needs."""
+    from fairspeech.cli import main
+
+    assert main(["finetune"]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "recipes/ewc_finetune/run.sh" in err

@@ -8,8 +8,10 @@ import pytest
 
 from fairspeech.data import schema
 from fairspeech.data.demo import sentences as sent
-from fairspeech.data.demo import training
+from conftest import load_recipe_module
 from test_demo_corpus import _require  # skip locally, fail under CI, when a speech part is missing
+
+training = load_recipe_module("asr_baseline", "corpus")
 
 
 def _config(tmp_path=None, **overrides):

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from fairspeech.asr.synthetic import make_tone_corpus, tiny_overrides
-from fairspeech.updates import chain
+from conftest import load_recipe_module
+
+chain = load_recipe_module("neural_diff", "chain")
 
 NAMED = {"bad", "cab", "ace", "bed"}  # the tone corpus's "names": these first words
 

@@ -1,27 +1,21 @@
-"""``fairspeech finetune``: fine-tune a recognizer for its worst cohorts.
+"""``fairspeech finetune --model hf:PATH|fairspeech:PATH --manifest M --target QUERY --out DIR``: EWC
+fine-tuning of the user's recognizer for its worst cohorts (:mod:`fairspeech.mitigation.user_finetune`), every
+cohort before and after.
 
-* ``--model hf:PATH|fairspeech:PATH --manifest M --target QUERY --out DIR``: the user's model, EWC
-  (:mod:`fairspeech.mitigation.user_finetune`), every cohort before and after;
-* ``--recipe ewc --config ...``: the comparison of mitigations on fairspeech's own recognizer
-  (none, fine-tuning, replay, EWC, EWC plus focal distillation; :mod:`fairspeech.mitigation.finetune`).
+The comparison of mitigations on fairspeech's own recognizer (none, fine-tuning, replay, EWC, EWC plus
+focal distillation) is a recipe: ``recipes/ewc_finetune/run.sh`` (``local/compare.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-RECIPES = ("ewc",)
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("finetune", help="fine-tune an ASR model for its worst cohorts (EWC, replay, distillation) and measure negative flips")
-    parser.add_argument("--recipe", choices=RECIPES, default="ewc", help="mitigation recipe (default: %(default)s)")
-    parser.add_argument("--config", default=None, help="recipe TOML, e.g. recipes/ewc_finetune/config.toml (default: built-in defaults)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. lambdas=[1,10] or train.epochs=2 (repeatable)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for cohorts, Fisher sample, replay and training (default: the config's seed)")
-    parser.add_argument("--variants", default=None, help="comma-separated subset of none,finetune,replay,ewc_<lambda>,ewc_distill")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the Fisher sample and training (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    mine = parser.add_argument_group("your own model (instead of --recipe)")
+    mine = parser.add_argument_group("your model and data")
     mine.add_argument("--model", default=None, help="hf:PATH (a transformers *ForCTC or Whisper folder) or fairspeech:PATH (model.safetensors)")
     mine.add_argument("--manifest", default=None, help="training manifest with audio_path, reference, speaker_id")
     mine.add_argument("--target", default=None, help="pandas query picking the rows to adapt to, e.g. \"accent == 'scottish'\"")
@@ -39,28 +33,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    if args.model is not None:
-        return run_user_model(args)
-    from fairspeech.mitigation.finetune import load_settings, run_comparison
-
-    overrides = list(args.set)
-    if args.variants:
-        overrides.append("variants=[" + ",".join(f'"{v.strip()}"' for v in args.variants.split(",")) + "]")
-    if args.no_progress:
-        overrides.append("progress=false")
-    settings = load_settings(args.config, overrides, seed=args.seed)
-    report = run_comparison(settings)
-    print(f"wrote {settings.result} ({report['wall_minutes']:.1f} min)")
-    return 0
-
-
-def run_user_model(args) -> int:
     from fairspeech.errors import InputError
     from fairspeech.mitigation.user_finetune import finetune_model
 
-    missing = [flag for flag, value in (("--manifest", args.manifest), ("--target", args.target), ("--out", args.out)) if not value]
+    missing = [flag for flag, value in (("--model", args.model), ("--manifest", args.manifest), ("--target", args.target), ("--out", args.out))
+               if not value]
     if missing:
-        raise InputError(f"--model needs {', '.join(missing)}")
+        raise InputError(f"finetune needs {', '.join(missing)} (the EWC comparison on fairspeech's own recognizer is recipes/ewc_finetune/run.sh)")
     report = finetune_model(args.model, args.manifest, args.target, args.out, args.eval_manifest, [b.strip() for b in args.by.split(",") if b.strip()],
                             args.audio_dir, args.lam, args.epochs, args.lr, args.fisher_samples, args.seed if args.seed is not None else 0,
                             args.device, progress=not args.no_progress)

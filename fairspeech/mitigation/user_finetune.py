@@ -25,8 +25,9 @@ from fairspeech.asr.user_model import load_model
 from fairspeech.data import schema
 from fairspeech.data.manifest import read_manifest
 from fairspeech.errors import InputError
-from fairspeech.metrics.flips import OVERALL, flip_counts, flip_table
+from fairspeech.metrics.flips import OVERALL
 from fairspeech.mitigation.adapt import ewc_finetune
+from fairspeech.mitigation.finetune import flip_tables
 from fairspeech.utils import io
 
 
@@ -43,15 +44,17 @@ def select_rows(frame: pd.DataFrame, query: str, source: str) -> np.ndarray:
 
 
 def cohort_report(frame: pd.DataFrame, before: Sequence[str], after: Sequence[str], by: Sequence[str], n_boot: int, seed: int) -> dict:
-    counts = flip_counts(frame[schema.REFERENCE].tolist(), list(before), list(after))
-    table = pd.concat([frame.reset_index(drop=True), counts], axis=1)
-    keep = ["speakers", "utterances", "old_wer", "new_wer", "new_wer_low", "new_wer_high", "negative_flip_rate", "negative_flip_rate_low",
-            "negative_flip_rate_high", "word_negative_flip_rate", "word_negative_flip_rate_low", "word_negative_flip_rate_high"]
-    report = {"overall": flip_table(table, None, n_boot=n_boot, seed=seed).set_index("cohort").loc[OVERALL, keep].to_dict(), "by": {}}
+    """Overall and per cohort of each ``by`` attribute: WER before and after, negative flip rates with intervals,
+    and the across-cohort WER mean, max and variance before and after."""
     for attribute in by:
         if attribute not in frame.columns:
             raise InputError(f"--by {attribute!r}: not a column of the evaluation manifest")
-        t = flip_table(table, attribute, n_boot=n_boot, seed=seed).set_index("cohort").drop(index=[OVERALL, "(missing)"], errors="ignore")
+    keep = ["speakers", "utterances", "old_wer", "new_wer", "new_wer_low", "new_wer_high", "negative_flip_rate", "negative_flip_rate_low",
+            "negative_flip_rate_high", "word_negative_flip_rate", "word_negative_flip_rate_low", "word_negative_flip_rate_high"]
+    tables = flip_tables(frame, before, after, [None, *by], n_boot, seed)
+    report = {"overall": tables[None].loc[OVERALL, keep].to_dict(), "by": {}}
+    for attribute in by:
+        t = tables[attribute].drop(index=[OVERALL, "(missing)"], errors="ignore")
         cohorts = {str(c): t.loc[c, keep].to_dict() for c in t.index}
         old, new = t["old_wer"].to_numpy(), t["new_wer"].to_numpy()
         report["by"][attribute] = {

@@ -2,4 +2,4 @@
 only the diff (:mod:`~fairspeech.updates.format`), and check per cohort before it ships
 (:mod:`~fairspeech.updates.check`). Training goes through the ASR loop's hooks (:mod:`~fairspeech.updates.train`);
 ``fairspeech diff create|apply|inspect`` is :mod:`~fairspeech.updates.cli`; the experiment is
-:mod:`~fairspeech.updates.chain` (recipes/neural_diff)."""
+``recipes/neural_diff/local/chain.py``."""

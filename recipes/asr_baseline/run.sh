@@ -20,7 +20,7 @@ CONFIG=${CONFIG:-recipes/asr_baseline/config.toml}
 RESULT=${RESULT:-benchmarks/results/asr_baseline.json}
 STAGE=${STAGE:-1}
 STOP_STAGE=${STOP_STAGE:-4}
-corpus() { python -m fairspeech.data.demo.training --config recipes/asr_baseline/corpus.toml ${CORPUS_ARGS:-} "$@"; }
+corpus() { python recipes/asr_baseline/local/corpus.py --config recipes/asr_baseline/corpus.toml ${CORPUS_ARGS:-} "$@"; }
 run_stage() { [ "$STAGE" -le "$1" ] && [ "$STOP_STAGE" -ge "$1" ]; }
 
 if run_stage 1; then corpus; fi

@@ -265,7 +265,7 @@ TEMPLATE_NAMES = tuple(sorted(TEMPLATES))
 
 
 # ----------------------------------------------------------------------------------------------------
-# More requests for the training corpus (fairspeech.data.demo.training): new templates and entities on
+# More requests for the training corpus (recipes/asr_baseline/local/corpus.py): new templates and entities on
 # top of the demo's, so a recognizer trained on it meets a wider vocabulary than the demo's. The demo
 # itself draws from TEMPLATES alone, so its shipped manifest is unchanged.
 

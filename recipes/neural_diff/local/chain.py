@@ -1,6 +1,6 @@
-"""The neural-diff experiment: one update, then a chain of updates that each bring new names.
+"""The neural-diff experiment (recipes/neural_diff): one update, then a chain of updates that each bring new names.
 
-    python -m fairspeech.updates.chain recipes/neural_diff/config.toml --seed 0
+    python recipes/neural_diff/local/chain.py recipes/neural_diff/config.toml --seed 0
 
 The demo corpus's requests name places and artists. Train utterances are grouped by the name they
 carry (:func:`name_of`); the names are dealt, in a seeded order, into ``updates`` groups of about equal
@@ -376,7 +376,7 @@ def load_settings(path: str | Path) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Neural diff updates on the demo corpus: size, WER against full updates, per-cohort flips.")
+    parser = argparse.ArgumentParser(prog="recipes/neural_diff/local/chain.py", description="Neural diff updates on the demo corpus: size, WER against full updates, per-cohort flips.")
     parser.add_argument("config", help="recipes/neural_diff/config.toml")
     parser.add_argument("--seed", type=int, default=0, help="training, name dealing, replay, hash and bootstrap seed (default: %(default)s)")
     args = parser.parse_args(argv)

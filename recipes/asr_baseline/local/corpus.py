@@ -1,7 +1,8 @@
-"""A training corpus for fairspeech's own recognizer: the demo machinery at a scale set by one setting.
+"""A training corpus for fairspeech's own recognizer (recipes/asr_baseline stages 1-2): the demo machinery
+(:mod:`fairspeech.data.demo`) at a scale set by one setting.
 
-    python -m fairspeech.data.demo.training --config recipes/asr_baseline/corpus.toml [--hours 40]
-    python -m fairspeech.data.demo.training --config ... --recognize     # pocketsphinx on the eval splits
+    python recipes/asr_baseline/local/corpus.py --config recipes/asr_baseline/corpus.toml [--hours 40]
+    python recipes/asr_baseline/local/corpus.py --config ... --recognize     # pocketsphinx on the eval splits
 
 The demo corpus (320 speakers, 2.3 hours) is for auditing; a recognizer trained on 1.6 hours of it
 overfits. This corpus uses the same speakers, homes, per-speaker voice shaping, conditions and
@@ -225,7 +226,7 @@ def summarize(frame: pd.DataFrame) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build.corpus_arguments(
-        argparse.ArgumentParser(prog="python -m fairspeech.data.demo.training", description=__doc__.split("\n")[0]),
+        argparse.ArgumentParser(prog="recipes/asr_baseline/local/corpus.py", description=__doc__.split("\n")[0]),
         "TOML file with TrainingCorpusConfig settings (recipes/asr_baseline/corpus.toml)")
     parser.add_argument("--hours", type=float, help="audio hours of all splits together (sets the number of speakers)")
     parser.add_argument("--recognize", action="store_true", help="also run pocketsphinx on recognize_splits")
