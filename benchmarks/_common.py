@@ -95,7 +95,11 @@ class PeakMemory:
         import psutil
 
         total = 0
-        for proc in [self.process] + self.process.children(recursive=True):
+        try:
+            tree = [self.process] + self.process.children(recursive=True)
+        except psutil.Error:  # a process of the tree ended while it was being listed: skip this sample
+            return 0
+        for proc in tree:
             try:
                 total += proc.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakMemory, machine, save, synthetic_corpus  # noqa: E402
+from _common import machine, run_measured, save, synthetic_corpus  # noqa: E402
 
 CHUNK = 100_000
 DEFAULT_SIZES = "1000000:50000,3000000:50000,10000000:50000,1000000:200000,3000000:200000,10000000:200000"
@@ -91,33 +91,6 @@ def one_file(chunks: list[Path], path: Path, rows: int | None = None) -> Path:
     return path
 
 
-class _PeakMemory(PeakMemory):
-    """PeakMemory that skips a sample when a process of the tree ends while it is being listed."""
-
-    def _sample(self) -> int:
-        import psutil
-
-        try:
-            return super()._sample()
-        except psutil.Error:
-            return 0
-
-
-def run_measured(command: list[str]) -> dict:
-    """Run a command; wall time and the peak PSS of its whole process tree (as _common.run_measured)."""
-    import subprocess
-
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with _PeakMemory(proc.pid) as memory:
-        stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.stderr.write(stderr)
-        raise RuntimeError(f"{command} failed with {proc.returncode}")
-    return {"wall_s": round(wall, 3), "peak_memory_gib": round(memory.peak / 2**30, 3), "stdout_tail": stdout.strip().splitlines()[-3:]}
-
-
 def audit(manifest: Path, out: Path, engine: str, n_boot: int, workers: int | None) -> dict:
     command = [sys.executable, "-m", "fairspeech.cli", "audit", str(manifest), "--by", "cohort", "--out", str(out),
                "--n-boot", str(n_boot), "--n-permutations", str(n_boot), "--seed", "0", "--no-progress"]
@@ -149,21 +122,13 @@ def _batches(manifest: Path, limit: int | None):
 
 def rapidfuzz_alone(manifest: Path, limit: int | None) -> dict:
     """rapidfuzz's word-level edit script per pair (lists of words), counting its operations: the floor."""
-    from rapidfuzz.distance import Levenshtein
+    from fairspeech.metrics.wer import edit_counts
 
     rows, elapsed, errors = 0, 0.0, 0
     for refs, hyps in _batches(manifest, limit):
         start = time.perf_counter()
         for ref, hyp in zip(refs, hyps):
-            subs = dels = ins = 0
-            for tag, _, _ in Levenshtein.editops(ref.split(), hyp.split()):
-                if tag == "replace":
-                    subs += 1
-                elif tag == "delete":
-                    dels += 1
-                else:
-                    ins += 1
-            errors += subs + dels + ins
+            errors += sum(edit_counts(ref.split(), hyp.split()))
         elapsed += time.perf_counter() - start
         rows += len(refs)
     return {"rows": rows, "wall_s": round(elapsed, 3), "utterances_per_s": round(rows / elapsed), "errors": errors,

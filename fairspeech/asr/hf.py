@@ -16,11 +16,11 @@ nothing is downloaded behind the user's back.
   -> :class:`Seq2SeqOutput` (teacher-forced token NLL per utterance); ``log_mels`` are what
   ``WhisperFeatureExtractor`` makes, time first (see :meth:`WhisperASR.features`), padded to the
   encoder's fixed input length here.
+
+``fairspeech audit --asr hf:PATH`` decodes with these through :mod:`fairspeech.asr.user_model`.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -94,20 +94,6 @@ class Wav2Vec2CTC(nn.Module):
     def encode(self, text: str) -> list[int]:
         return list(self.processor.tokenizer(text).input_ids)
 
-    @torch.inference_mode()
-    def transcribe(self, waveforms: Sequence[torch.Tensor]) -> list[str]:
-        """Greedy transcripts of raw 16 kHz waveforms (one at a time: no padding effects)."""
-        from fairspeech.asr.decode import greedy_decode
-
-        self.eval()
-        texts = []
-        device = next(self.parameters()).device
-        for wav in waveforms:
-            out = self(wav[None].to(device), torch.tensor([len(wav)], device=device))
-            ids = greedy_decode(out.log_probs.cpu(), out.lengths.cpu(), blank=self.blank_id)[0]
-            texts.append(self.processor.tokenizer.decode(ids) if self.processor is not None else " ".join(map(str, ids)))
-        return texts
-
 
 class WhisperASR(nn.Module):
     """``WhisperForConditionalGeneration`` under the encoder-decoder protocol; see the module docstring.
@@ -154,13 +140,25 @@ class WhisperASR(nn.Module):
             labels[k, len(r)] = end
         return decoder_in, labels
 
+    def encoder_input(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, n_mels) log-mels -> (batch, n_mels, input_frames), cut or padded to the encoder's
+        fixed window (the feature extractor pads with its floor, the smallest value)."""
+        frames = self.input_frames
+        x = features[:, :frames]
+        if x.shape[1] < frames:
+            x = F.pad(x, (0, 0, 0, frames - x.shape[1]), value=float(x.min()) if x.numel() else 0.0)
+        return x.transpose(1, 2)
+
+    @torch.inference_mode()
+    def generate(self, features: torch.Tensor) -> list[str]:
+        """Transcripts of a batch of (batch, frames, n_mels) log-mels by transformers' own ``generate``."""
+        ids = self.model.generate(input_features=self.encoder_input(features))
+        return [text.strip() for text in self.processor.batch_decode(ids, skip_special_tokens=True)]
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor | None = None,
                 target_lengths: torch.Tensor | None = None) -> Seq2SeqOutput:
         frames = self.input_frames
-        x = features[:, :frames]
-        if x.shape[1] < frames:  # Whisper's encoder reads a fixed window; the feature extractor pads with its floor
-            x = F.pad(x, (0, 0, 0, frames - x.shape[1]), value=float(x.min()) if x.numel() else 0.0)
-        encoded = self.model.model.encoder(x.transpose(1, 2)).last_hidden_state
+        encoded = self.model.model.encoder(self.encoder_input(features)).last_hidden_state
         embeddings = pooled(encoded, ((lengths.clamp(max=frames) + 1) // 2).clamp(min=1))
         if targets is None:
             return Seq2SeqOutput(torch.zeros(len(features), device=features.device), torch.zeros_like(lengths), embeddings=embeddings)
@@ -169,37 +167,3 @@ class WhisperASR(nn.Module):
         nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none").sum(1)
         return Seq2SeqOutput(nll, (labels != -100).sum(1), logits, embeddings)
 
-
-class HFRecognizer:
-    """A transformers recognizer (a ``*ForCTC`` model or Whisper) as a recognizer of wav files, with the
-    interface of the pocketsphinx backend (``transcribe(path)``, ``transcribe_many(paths, workers,
-    progress)``): what ``fairspeech audit --asr hf:PATH`` runs. Greedy CTC; Whisper's own ``generate``."""
-
-    def __init__(self, name_or_path: str, device: str | None = None, threads: int = 1, local_files_only: bool = True):
-        tf = _transformers()
-        config = tf.AutoConfig.from_pretrained(name_or_path, local_files_only=local_files_only)
-        cls = WhisperASR if config.model_type == "whisper" else Wav2Vec2CTC
-        self.model = cls.from_pretrained(name_or_path, local_files_only=local_files_only).eval()
-        if self.model.processor is None:
-            raise ValueError(f"{name_or_path}: no tokenizer/processor files beside the model, so ids cannot become words")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        self.threads = threads
-
-    @torch.inference_mode()
-    def transcribe(self, path) -> str:
-        from fairspeech.asr.data import read_wav
-
-        torch.set_num_threads(self.threads)
-        wav = read_wav(path)
-        if isinstance(self.model, WhisperASR):
-            features = self.model.features(wav).T[None].to(self.device)
-            ids = self.model.model.generate(input_features=features)
-            return self.model.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
-        return self.model.transcribe([wav])[0]
-
-    def transcribe_many(self, paths, workers: int = 1, progress: bool = True) -> list[str]:
-        """One utterance at a time in this process (``workers`` is accepted for interface parity)."""
-        from tqdm.auto import tqdm
-
-        return [self.transcribe(p) for p in tqdm(list(paths), desc="transcribing", unit="utt", disable=not progress)]

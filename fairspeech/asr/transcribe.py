@@ -28,9 +28,11 @@ def make_recognizer(name: str):
         return PocketSphinxRecognizer()
     kind, _, path = name.partition(":")
     if kind == "hf" and path:
-        from fairspeech.asr.hf import HFRecognizer
+        import torch
 
-        return HFRecognizer(path)
+        from fairspeech.asr.user_model import load_model
+
+        return load_model(name, "cuda" if torch.cuda.is_available() else None)  # its transcribe_many decodes wav files
     if kind == "fairspeech" and path:
         from fairspeech.asr.recognizer import TrainedRecognizer
 

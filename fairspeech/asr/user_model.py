@@ -55,16 +55,26 @@ class LoadedModel:
         for indices in data.batches(max_frames):
             batch = move_to(data.batch(indices), device)
             if isinstance(model, WhisperASR):
-                x = batch.features[:, : model.input_frames]
-                x = torch.nn.functional.pad(x, (0, 0, 0, model.input_frames - x.shape[1]), value=float(x.min()))
-                ids = model.model.generate(input_features=x.transpose(1, 2))
-                texts = model.processor.batch_decode(ids, skip_special_tokens=True)
+                texts = model.generate(batch.features)
             else:
                 out = as_asr_output(model(batch.features, batch.lengths))
                 texts = [self.decode(ids) for ids in greedy_decode(out.log_probs.cpu(), out.lengths.cpu(), blank=self.objective.blank_id)]
             for i, text in zip(indices, texts):
                 hyps[i] = text.strip()
         model.train(was_training)
+        return hyps
+
+    def transcribe_many(self, paths, workers: int = 1, progress: bool = True) -> list[str]:
+        """Hypotheses for wav files, one at a time (no padding): the recognizer interface of the pocketsphinx
+        backend, which ``fairspeech audit --asr`` calls (``workers`` is accepted for parity)."""
+        from tqdm.auto import tqdm
+
+        from fairspeech.asr.data import read_wav
+
+        hyps = []
+        for path in tqdm(list(paths), desc="transcribing", unit="utt", disable=not progress):
+            wav = read_wav(path)
+            hyps += self.transcribe(UtteranceData([self.transform(wav) if self.transform is not None else wav]))
         return hyps
 
     def save(self, path: str | Path) -> Path:

@@ -112,14 +112,7 @@ class _ChunkCounter:
                 out[i, 0] = n_ref
                 out[i, 4] = n_ref
                 continue
-            subs = dels = ins = 0
-            for tag, _, _ in Levenshtein.editops(ref, hyp):
-                if tag == "replace":
-                    subs += 1
-                elif tag == "delete":
-                    dels += 1
-                else:
-                    ins += 1
+            subs, dels, ins = edit_counts(ref, hyp)
             out[i] = (n_ref - subs - dels, subs, dels, ins, n_ref)
         return out
 
@@ -135,6 +128,19 @@ class _ChunkCounter:
                         mask[src] = False
             masks.append(mask)
         return masks
+
+
+def edit_counts(ref, hyp) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of rapidfuzz's edit script from ``ref`` to ``hyp`` (sequences of tokens)."""
+    subs = dels = ins = 0
+    for tag, _, _ in Levenshtein.editops(ref, hyp):
+        if tag == "replace":
+            subs += 1
+        elif tag == "delete":
+            dels += 1
+        else:
+            ins += 1
+    return subs, dels, ins
 
 
 def _as_text_array(values, combine: bool = True) -> pa.Array | pa.ChunkedArray | None:
