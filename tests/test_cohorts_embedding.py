@@ -91,7 +91,7 @@ class FakeEncoder:
 
 def test_speaker_embeddings_from_audio_average_and_count_skips(tmp_path):
     pytest.importorskip("fairspeech.verification.pretrained")  # the encoder module is another engineer's
-    from fairspeech.cohorts.embedding import speaker_embeddings_from_audio
+    from fairspeech.verification.pretrained import speaker_embeddings_from_audio
 
     manifest = pd.DataFrame(
         {
@@ -120,7 +120,7 @@ def test_speaker_embeddings_from_real_audio(tmp_path):
         pytest.skip("flite is not installed")
     pytest.importorskip("fairspeech.verification.pretrained")
     pytest.importorskip("resemblyzer")
-    from fairspeech.cohorts.embedding import speaker_embeddings_from_audio
+    from fairspeech.verification.pretrained import speaker_embeddings_from_audio
 
     rows = []
     for voice in ("awb", "slt"):

@@ -151,7 +151,7 @@ def test_load_puts_overrides_then_fields_on_the_file(tmp_path):
 
 def test_every_shipped_recipe_loads(monkeypatch):
     from fairspeech.asr.config import load_config
-    from fairspeech.data.demo.build import DemoConfig
+    from fairspeech.demo.build import DemoConfig
     from fairspeech.hardware.costs import shipped_profile_names
     from fairspeech.accelerator import load_profile
 

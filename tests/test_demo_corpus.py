@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from fairspeech.data import schema
-from fairspeech.data.demo import build as demo_build
-from fairspeech.data.demo import build_metadata, metadata_columns
+from fairspeech.demo import build as demo_build
+from fairspeech.demo import build_metadata, metadata_columns
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data_manifests" / "demo"
@@ -56,7 +56,7 @@ def test_metadata_is_deterministic_for_a_seed(small_metadata):
 
 
 def test_sentence_does_not_depend_on_pool_size(small_metadata):
-    from fairspeech.data.demo import sentences, speakers
+    from fairspeech.demo import sentences, speakers
 
     cities = sentences.speakable_cities(speakers.active_standard_zips())
     short = sentences.sentence_pool(7, 20, cities)
@@ -107,7 +107,7 @@ def test_shipped_manifest_content(shipped):
 
 def test_shipped_references_are_words_the_recognizer_can_output(shipped):
     _require(modules=["pocketsphinx"])
-    from fairspeech.data.demo.sentences import recognizer_vocabulary
+    from fairspeech.demo.sentences import recognizer_vocabulary
 
     words = {w for ref in shipped[0][schema.REFERENCE] for w in ref.split()}
     assert recognizer_vocabulary(words) == words
@@ -223,7 +223,7 @@ def test_end_to_end_flite_is_recognized_far_better_than_non_native_espeak(speech
 
 @pytest.mark.speech
 def test_rendering_is_bit_for_bit_and_conditions_apply(speech_parts, tmp_path):
-    from fairspeech.data.demo import synth
+    from fairspeech.demo import synth
 
     text = SENTENCES[0]
     rows = [
@@ -250,8 +250,8 @@ def test_rendering_is_bit_for_bit_and_conditions_apply(speech_parts, tmp_path):
 
 @pytest.mark.speech
 def test_missing_voice_is_named(speech_parts):
-    from fairspeech.data.demo import synth
-    from fairspeech.data.demo.speakers import Voice
+    from fairspeech.demo import synth
+    from fairspeech.demo.speakers import Voice
 
     with pytest.raises(synth.SynthesisError, match="no_such_voice"):
         synth.require_tools([Voice("festival", "no_such_voice", "us", "male", "english")])
@@ -274,7 +274,7 @@ def test_recognizer_names_unreadable_audio(speech_parts, tmp_path):
 @pytest.mark.speech
 def test_forked_decoder_equals_a_fresh_decoder_in_any_order(speech_parts, tmp_path):
     from fairspeech.asr.pocketsphinx_backend import FAST_SEARCH, PocketSphinxRecognizer
-    from fairspeech.data.demo import synth
+    from fairspeech.demo import synth
 
     paths = []
     for i, (voice, text) in enumerate([("slt", SENTENCES[1]), ("rms", SENTENCES[2])]):

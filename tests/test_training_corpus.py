@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fairspeech.data import schema
-from fairspeech.data.demo import sentences as sent
+from fairspeech.demo import sentences as sent
 from conftest import load_recipe_module
 from test_demo_corpus import _require  # skip locally, fail under CI, when a speech part is missing
 
@@ -40,6 +40,21 @@ def test_metadata_is_deterministic_and_disjoint_by_speaker(small):
     splits_per_speaker = small.groupby(schema.SPEAKER_ID)[schema.SPLIT].nunique()
     assert (splits_per_speaker == 1).all()
     assert set(small[schema.SPLIT]) == {"train", "dev", "test", training.UNSEEN_SPLIT}
+
+
+def test_train_share_keeps_a_nested_sample_of_train_speakers_and_every_eval_speaker(small):
+    half, quarter = (training.build_training_metadata(_config(train_share=share)) for share in (0.5, 0.25))
+    speakers = {name: {split: set(part[schema.SPEAKER_ID]) for split, part in frame.groupby(schema.SPLIT)}
+                for name, frame in (("all", small), ("half", half), ("quarter", quarter))}
+    for split in ("dev", "test", training.UNSEEN_SPLIT):
+        assert speakers["half"][split] == speakers["quarter"][split] == speakers["all"][split]
+    assert speakers["quarter"]["train"] < speakers["half"]["train"] < speakers["all"]["train"]
+    assert len(speakers["half"]["train"]) == round(0.5 * len(speakers["all"]["train"]))
+    kept = small[small[schema.SPEAKER_ID].isin(speakers["half"]["train"] | speakers["half"]["dev"] | speakers["half"]["test"]
+                                               | speakers["half"][training.UNSEEN_SPLIT])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(half, kept)  # the same rows as the full corpus's, sentences included
+    with pytest.raises(ValueError, match="train_share"):
+        _config(train_share=0)
 
 
 def test_held_out_voices_are_never_in_training(small):

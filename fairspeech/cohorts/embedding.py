@@ -21,13 +21,12 @@ words) are exchangeable across clusters: ``p_value_`` is a max-statistic permuta
 best "cluster vs rest" gain over clusters with at least ``min_speakers`` speakers.
 
 Embedding columns: ``columns`` if given, else those named ``emb_*``, else an ``embedding`` column
-holding one vector (list/array) per speaker. ``speaker_embeddings_from_audio`` computes them from the
-manifest's audio with resemblyzer's bundled encoder (via ``fairspeech.verification.pretrained``).
+holding one vector (list/array) per speaker. ``fairspeech.verification.pretrained.speaker_embeddings_from_audio``
+computes them from the manifest's audio with resemblyzer's bundled encoder (the audit side runs no model).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -66,46 +65,6 @@ def expand_embedding_lists(vectors: pd.Series) -> pd.DataFrame:
     if present.any():
         matrix[present.to_numpy()] = np.vstack([np.asarray(v, dtype=np.float64) for v in vectors[present]])
     return pd.DataFrame(matrix, index=vectors.index, columns=[f"{EMBEDDING_PREFIX}{i:03d}" for i in range(dim)])
-
-
-def speaker_embeddings_from_audio(
-    utterances: pd.DataFrame, *, audio_root: str | Path | None = None, encoder=None, progress: bool = False
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Speaker embeddings from audio: the mean resemblyzer d-vector of each speaker's utterances, L2-normalized.
-
-    ``encoder``: a ``fairspeech.verification.pretrained.PretrainedSpeakerEncoder`` (one is made if None).
-    Relative ``audio_path`` values are read under ``audio_root``. Utterances with no path, a missing
-    file, or no speech left after trimming are skipped and counted by reason; a speaker with no usable
-    utterance gets no row, so ``EmbeddingKMeans`` counts it as ``missing_embedding``.
-    Returns (speaker_id-indexed ``emb_000...`` table, skipped utterances by reason).
-    """
-    from tqdm.auto import tqdm
-
-    from fairspeech.verification.pretrained import PretrainedSpeakerEncoder, speaker_means
-
-    if schema.AUDIO_PATH not in utterances.columns:
-        raise ValueError(f"computing speaker embeddings needs an {schema.AUDIO_PATH!r} column")
-    encoder = encoder or PretrainedSpeakerEncoder()
-    vectors, owners, skipped = [], [], Counter()
-    rows = zip(utterances[schema.SPEAKER_ID], utterances[schema.AUDIO_PATH])
-    for speaker, path in tqdm(rows, total=len(utterances), desc="speaker embeddings", disable=not progress):
-        if pd.isna(path) or not str(path).strip():
-            skipped["no_audio_path"] += 1
-            continue
-        path = Path(path) if audio_root is None or Path(path).is_absolute() else Path(audio_root) / path
-        try:
-            vectors.append(encoder.embed_file(path))
-        except FileNotFoundError:
-            skipped["audio_not_found"] += 1
-            continue
-        except ValueError:  # nothing left after resemblyzer's silence trimming
-            skipped["no_speech"] += 1
-            continue
-        owners.append(speaker)
-    dim = vectors[0].shape[0] if vectors else 0
-    ids, means = speaker_means(np.stack(vectors), owners) if vectors else ([], np.zeros((0, dim)))
-    columns = [f"{EMBEDDING_PREFIX}{i:03d}" for i in range(dim)]
-    return pd.DataFrame(means, index=pd.Index(ids, name=schema.SPEAKER_ID), columns=columns), dict(skipped)
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""``python -m fairspeech.data.demo``: build the demo corpus (see fairspeech.data.demo.build.main)."""
+"""``python -m fairspeech.demo``: build the demo corpus (see fairspeech.demo.build.main)."""
 
 import sys
 
-from fairspeech.data.demo.build import main
+from fairspeech.demo.build import main
 
 if __name__ == "__main__":
     sys.exit(main())

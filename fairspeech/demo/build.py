@@ -1,7 +1,7 @@
 """Build the demo corpus: seeded metadata, then audio, pocketsphinx hypotheses and resemblyzer embeddings.
 
-    python -m fairspeech.data.demo --config recipes/demo_corpus/config.toml [--speakers 40 ...]
-    python -m fairspeech.data.demo --ensure-audio        # audio for the shipped manifest only
+    python -m fairspeech.demo --config recipes/demo_corpus/config.toml [--speakers 40 ...]
+    python -m fairspeech.demo --ensure-audio        # audio for the shipped manifest only
 
 Two halves:
 
@@ -33,9 +33,9 @@ import pandas as pd
 
 from fairspeech.asr.pocketsphinx_backend import FAST_SEARCH
 from fairspeech.data import schema
-from fairspeech.data.demo import sentences as sent
-from fairspeech.data.demo import speakers as spk
-from fairspeech.data.demo import synth
+from fairspeech.demo import sentences as sent
+from fairspeech.demo import speakers as spk
+from fairspeech.demo import synth
 from fairspeech.utils.io import atomic_path, write_json, write_text
 
 # Bump when the audio pipeline changes in a way that invalidates cached utterances.
@@ -422,7 +422,7 @@ def corpus_arguments(parser: argparse.ArgumentParser, config_help: str) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = corpus_arguments(argparse.ArgumentParser(prog="python -m fairspeech.data.demo", description=__doc__.split("\n")[0]),
+    parser = corpus_arguments(argparse.ArgumentParser(prog="python -m fairspeech.demo", description=__doc__.split("\n")[0]),
                               "TOML file with DemoConfig settings (recipes/demo_corpus/config.toml)")
     parser.add_argument("--speakers", dest="n_speakers", type=int)
     parser.add_argument("--ensure-audio", action="store_true",

@@ -484,7 +484,7 @@ def recognizer_vocabulary(words) -> set[str]:
 def speakable_cities(zip_table) -> tuple[City, ...]:
     """Cities of the 50 states + DC whose every word the recognizer can output, weighted by zip count.
 
-    ``zip_table`` is the active standard zip table from :mod:`fairspeech.data.demo.speakers`.
+    ``zip_table`` is the active standard zip table from :mod:`fairspeech.demo.speakers`.
     """
     names = zip_table.loc[zip_table["state"].isin(STATE_NAMES.keys()), ["city", "state"]]
     counts = names.groupby(["city", "state"]).size()

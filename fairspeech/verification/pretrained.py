@@ -11,10 +11,15 @@ processes instead.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+
+from fairspeech.cohorts.embedding import EMBEDDING_PREFIX
+from fairspeech.data import schema
 
 EMBEDDING_DIM = 256
 
@@ -73,3 +78,41 @@ def speaker_means(embeddings: np.ndarray, speaker_ids: Sequence[str]) -> tuple[l
     np.add.at(sums, inverse, embeddings)
     means = sums / np.bincount(inverse)[:, None]
     return [str(i) for i in ids], l2_normalize(means).astype(np.float32)
+
+
+def speaker_embeddings_from_audio(
+    utterances: pd.DataFrame, *, audio_root: str | Path | None = None, encoder=None, progress: bool = False
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Speaker embeddings from audio: the mean resemblyzer d-vector of each speaker's utterances, L2-normalized.
+
+    ``encoder``: a :class:`PretrainedSpeakerEncoder` (one is made if None).
+    Relative ``audio_path`` values are read under ``audio_root``. Utterances with no path, a missing
+    file, or no speech left after trimming are skipped and counted by reason; a speaker with no usable
+    utterance gets no row, so :class:`fairspeech.cohorts.embedding.EmbeddingKMeans` counts it as ``missing_embedding``.
+    Returns (speaker_id-indexed ``emb_000...`` table, skipped utterances by reason).
+    """
+    from tqdm.auto import tqdm
+
+    if schema.AUDIO_PATH not in utterances.columns:
+        raise ValueError(f"computing speaker embeddings needs an {schema.AUDIO_PATH!r} column")
+    encoder = encoder or PretrainedSpeakerEncoder()
+    vectors, owners, skipped = [], [], Counter()
+    rows = zip(utterances[schema.SPEAKER_ID], utterances[schema.AUDIO_PATH])
+    for speaker, path in tqdm(rows, total=len(utterances), desc="speaker embeddings", disable=not progress):
+        if pd.isna(path) or not str(path).strip():
+            skipped["no_audio_path"] += 1
+            continue
+        path = Path(path) if audio_root is None or Path(path).is_absolute() else Path(audio_root) / path
+        try:
+            vectors.append(encoder.embed_file(path))
+        except FileNotFoundError:
+            skipped["audio_not_found"] += 1
+            continue
+        except ValueError:  # nothing left after resemblyzer's silence trimming
+            skipped["no_speech"] += 1
+            continue
+        owners.append(speaker)
+    dim = vectors[0].shape[0] if vectors else 0
+    ids, means = speaker_means(np.stack(vectors), owners) if vectors else ([], np.zeros((0, dim)))
+    columns = [f"{EMBEDDING_PREFIX}{i:03d}" for i in range(dim)]
+    return pd.DataFrame(means, index=pd.Index(ids, name=schema.SPEAKER_ID), columns=columns), dict(skipped)

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/path.sh
-exec python -m fairspeech.data.demo --config recipes/demo_corpus/config.toml "$@"
+exec python -m fairspeech.demo --config recipes/demo_corpus/config.toml "$@"

@@ -1,19 +1,19 @@
 """A training corpus for fairspeech's own recognizer (recipes/asr_baseline stages 1-2): the demo machinery
-(:mod:`fairspeech.data.demo`) at a scale set by one setting.
+(:mod:`fairspeech.demo`) at a scale set by one setting.
 
     python recipes/asr_baseline/local/corpus.py --config recipes/asr_baseline/corpus.toml [--hours 40]
     python recipes/asr_baseline/local/corpus.py --config ... --recognize     # pocketsphinx on the eval splits
 
 The demo corpus (320 speakers, 2.3 hours) is for auditing; a recognizer trained on 1.6 hours of it
 overfits. This corpus uses the same speakers, homes, per-speaker voice shaping, conditions and
-rendering (:mod:`fairspeech.data.demo.build`), with:
+rendering (:mod:`fairspeech.demo.build`), with:
 
 * ``hours`` deciding the number of speakers (at ``utterances_per_speaker`` each);
 * more voices (:data:`EXTRA_VOICES`: espeak-ng variants on every accent) and some voices held out
   entirely (``unseen_voices``): their speakers form the ``unseen`` split, never heard in training;
 * seen voices' speakers split 80/10/10 into train/dev/test (disjoint by speaker, stratified by voice);
 * references from a pool of ``n_sentences`` distinct requests drawn from the demo's templates plus
-  :data:`~fairspeech.data.demo.sentences.EXTRA_TEMPLATES`.
+  :data:`~fairspeech.demo.sentences.EXTRA_TEMPLATES`.
 
 Rendering runs over ``workers`` processes with a progress bar and resumes where it stopped (each
 utterance's sidecar fingerprints its generating parameters). pocketsphinx runs only when asked
@@ -32,13 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fairspeech.data import schema
-from fairspeech.data.demo import build
-from fairspeech.data.demo import sentences as sent
-from fairspeech.data.demo import speakers as spk
-from fairspeech.data.demo import synth
+from fairspeech.demo import build
+from fairspeech.demo import sentences as sent
+from fairspeech.demo import speakers as spk
+from fairspeech.demo import synth
 from fairspeech.utils.io import atomic_path, write_json
 
 # Mean utterance length of the demo build (8,143.7 s over 2,880 utterances): turns hours into speakers.
@@ -85,6 +86,9 @@ class TrainingCorpusConfig(build.TomlConfig):
     n_sentences: int = 24000
     unseen_voices: tuple[str, ...] = DEFAULT_UNSEEN_VOICES
     unseen_share: float = 0.06  # of speakers, spread evenly over the unseen voices
+    # Share of the train speakers kept (a seeded, nested sample: 0.125's speakers are among 0.25's);
+    # dev, test and unseen stay whole, so a learning curve's points are scored on the same speakers.
+    train_share: float = 1.0
     recognize_splits: tuple[str, ...] = ("test", UNSEEN_SPLIT)
     id_prefix: str = "tc"
     workers: int = 2
@@ -99,6 +103,8 @@ class TrainingCorpusConfig(build.TomlConfig):
             raise ValueError(f"unseen_voices {unknown} are not in the voice catalogue; known: {sorted(CATALOGUE_BY_KEY)}")
         if self.hours <= 0 or self.utterances_per_speaker < 1 or not 0 <= self.unseen_share < 1:
             raise ValueError("hours must be > 0, utterances_per_speaker >= 1 and unseen_share in [0, 1)")
+        if not 0 < self.train_share <= 1:
+            raise ValueError(f"train_share must be in (0, 1], got {self.train_share}")
 
     @property
     def n_speakers(self) -> int:
@@ -134,7 +140,17 @@ def build_training_metadata(config: TrainingCorpusConfig) -> pd.DataFrame:
             rows.append(build._utterance_row(speaker, j, home, splits[speaker.speaker_id], assigned[i * per_speaker + j], condition))
     frame = pd.DataFrame(rows, columns=build.MANIFEST_COLUMNS)
     frame["voice_seen"] = frame[schema.SPLIT] != UNSEEN_SPLIT
+    if config.train_share < 1:
+        frame = frame[~frame[schema.SPEAKER_ID].isin(dropped_train_speakers(config, frame))]
     return frame.sort_values(schema.UTT_ID, ignore_index=True)
+
+
+def dropped_train_speakers(config: TrainingCorpusConfig, frame: pd.DataFrame) -> set[str]:
+    """Train speakers beyond the first ``train_share`` of a seeded permutation (so smaller shares nest)."""
+    train = sorted(frame.loc[frame[schema.SPLIT] == "train", schema.SPEAKER_ID].unique())
+    order = np.random.default_rng([config.seed, 26]).permutation(len(train))
+    keep = round(len(train) * config.train_share)
+    return {train[i] for i in order[keep:]}
 
 
 def _render_and_recognize(task: tuple[dict, str]) -> dict:
@@ -229,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         argparse.ArgumentParser(prog="recipes/asr_baseline/local/corpus.py", description=__doc__.split("\n")[0]),
         "TOML file with TrainingCorpusConfig settings (recipes/asr_baseline/corpus.toml)")
     parser.add_argument("--hours", type=float, help="audio hours of all splits together (sets the number of speakers)")
+    parser.add_argument("--train-share", dest="train_share", type=float, help="share of the train speakers kept (dev/test/unseen stay whole)")
     parser.add_argument("--recognize", action="store_true", help="also run pocketsphinx on recognize_splits")
     args = vars(parser.parse_args(argv))
     config_path, recognize = args.pop("config"), args.pop("recognize")

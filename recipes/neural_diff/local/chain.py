@@ -35,7 +35,7 @@ from fairspeech.training import checkpoint as ckpt
 from fairspeech.asr.config import load_config, read_tree
 from fairspeech.asr.train import file_sha256, reuse_or_reset, train, training_record
 from fairspeech.data import schema
-from fairspeech.data.demo.sentences import DAYS, STATE_NAMES
+from fairspeech.demo.sentences import DAYS, STATE_NAMES
 from fairspeech.updates import format as fmt
 from fairspeech.updates.check import RegressionGate, decode_splits, paired_wer_change, regression_table, table_records
 from fairspeech.updates.hashed import budget_bucket_ratio
@@ -44,7 +44,7 @@ from fairspeech.utils import io
 
 _PLACE = "(?P<place>.+?)"
 _DAYS = "|".join(DAYS)
-# The templates of fairspeech/data/demo/sentences.py that carry a name, with the name's slot.
+# The templates of fairspeech/demo/sentences.py that carry a name, with the name's slot.
 NAME_PATTERNS = {
     "weather_day": rf"what is the weather in {_PLACE} (?:{_DAYS})",
     "weather_rain": rf"will it rain in {_PLACE} (?:{_DAYS})",
