@@ -3,6 +3,7 @@
     eer(scores, labels)                       # equal error rate, interpolated
     min_dcf(scores, labels, p_target=0.01)    # NIST-normalized minimum detection cost
     verification_report(scores, left, right, target, speakers, {"gender": genders, ...}, n_boot=500, seed=0)
+    update_report(old_scores, new_scores, left, right, target, speakers, groups)   # EER change and negative flips
 
 Trials are sorted by score once; miss and false-alarm rates at every distinct threshold come from
 cumulative sums of (weighted) target and non-target counts (accept when score >= threshold, so tied
@@ -122,32 +123,15 @@ def verification_report(scores: np.ndarray, left: np.ndarray, right: np.ndarray,
     target = np.asarray(target).astype(bool)
     if not (len(scores) == len(left) == len(right) == len(target)):
         raise ValueError(f"scores, left, right and target differ in length: {len(scores)}, {len(left)}, {len(right)}, {len(target)}")
-    speaker_codes, _ = _codes(speakers)
+    speaker_codes = _checked_speakers(speakers, left, right, target)
     n_utts = len(speaker_codes)
-    if len(left) and (max(left.max(), right.max()) >= n_utts or min(left.min(), right.min()) < 0):
-        raise ValueError(f"trial indices must lie in [0, {n_utts}) (one per utterance of 'speakers')")
-    same_speaker = speaker_codes[left] == speaker_codes[right]
-    if (same_speaker != target).any():
-        raise ValueError(f"{int((same_speaker != target).sum())} trials have a target label that disagrees with their speakers")
 
-    subsets = {("overall", ""): np.arange(len(scores))}
-    for attribute, values in (groups or {}).items():
-        values = np.asarray(values, dtype=object)
-        if len(values) != n_utts:
-            raise ValueError(f"group attribute {attribute!r} has {len(values)} values for {n_utts} utterances")
-        both = values[left] == values[right]
-        for value in sorted({v for v in values if v is not None and v == v}, key=str):
-            subsets[(attribute, str(value))] = np.flatnonzero(both & (values[left] == value))
+    subsets = _group_subsets(left, right, groups, n_utts)
     prepared = {key: sort_trials(scores[idx], target[idx]) for key, idx in subsets.items()}
     point = {key: _subset_figures(prepared[key], None, p_target) for key in subsets}
 
-    n_speakers = int(speaker_codes.max()) + 1 if n_utts else 0
     boot = {key: np.full((n_boot, 2), np.nan) for key in subsets}
-    rng = stream(seed, "verification speakers")
-    sa, sb = speaker_codes[left], speaker_codes[right]
-    for b in range(n_boot):
-        counts = np.bincount(rng.integers(0, n_speakers, n_speakers), minlength=n_speakers).astype(np.float64)
-        weights = np.where(same_speaker, counts[sa], counts[sa] * counts[sb])
+    for b, weights in enumerate(_speaker_resamples(speaker_codes, left, right, n_boot, seed)):
         for key, idx in subsets.items():
             boot[key][b] = _subset_figures(prepared[key], weights[idx], p_target)
 
@@ -175,6 +159,114 @@ def verification_report(scores: np.ndarray, left: np.ndarray, right: np.ndarray,
             fair |= {name: float(fn(eers)), f"{name}_low": float(low), f"{name}_high": float(high)}
         report["fairness"][attribute] = fair
     return _nan_to_none(report)
+
+
+def _checked_speakers(speakers: Sequence, left: np.ndarray, right: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Speaker codes per utterance, after checking the trials index them and agree with their target labels."""
+    speaker_codes, _ = _codes(speakers)
+    n_utts = len(speaker_codes)
+    if len(left) and (max(left.max(), right.max()) >= n_utts or min(left.min(), right.min()) < 0):
+        raise ValueError(f"trial indices must lie in [0, {n_utts}) (one per utterance of 'speakers')")
+    same_speaker = speaker_codes[left] == speaker_codes[right]
+    if (same_speaker != target).any():
+        raise ValueError(f"{int((same_speaker != target).sum())} trials have a target label that disagrees with their speakers")
+    return speaker_codes
+
+
+def _group_subsets(left: np.ndarray, right: np.ndarray, groups: Mapping[str, Sequence] | None, n_utts: int) -> dict[tuple[str, str], np.ndarray]:
+    """Trial indices overall and per (attribute, group): a group's trials have both sides in it."""
+    subsets = {("overall", ""): np.arange(len(left))}
+    for attribute, values in (groups or {}).items():
+        values = np.asarray(values, dtype=object)
+        if len(values) != n_utts:
+            raise ValueError(f"group attribute {attribute!r} has {len(values)} values for {n_utts} utterances")
+        both = values[left] == values[right]
+        for value in sorted({v for v in values if v is not None and v == v}, key=str):
+            subsets[(attribute, str(value))] = np.flatnonzero(both & (values[left] == value))
+    return subsets
+
+
+def _speaker_resamples(speaker_codes: np.ndarray, left: np.ndarray, right: np.ndarray, n_boot: int, seed: int):
+    """Per replicate, each trial's weight under a resample of speakers (see the module docstring)."""
+    n_speakers = int(speaker_codes.max()) + 1 if len(speaker_codes) else 0
+    rng = stream(seed, "verification speakers")
+    sa, sb = speaker_codes[left], speaker_codes[right]
+    same_speaker = sa == sb
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_speakers, n_speakers), minlength=n_speakers).astype(np.float64)
+        yield np.where(same_speaker, counts[sa], counts[sa] * counts[sb])
+
+
+def eer_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The score threshold (accept at or above it) whose miss and false-alarm rates are closest: the
+    system's operating point at its EER."""
+    trials = sort_trials(scores, labels)
+    miss, false_alarm = error_rates(trials)
+    if np.isnan(miss[0]):
+        raise ValueError("an EER threshold needs both target and non-target trials")
+    k = 1 + int(np.argmin(np.abs(miss[1:] - false_alarm[1:])))
+    return float(np.asarray(scores, dtype=np.float64)[trials.order][trials.ends[k - 1]])
+
+
+def update_report(old_scores: np.ndarray, new_scores: np.ndarray, left: np.ndarray, right: np.ndarray, target: np.ndarray,
+                  speakers: Sequence, groups: Mapping[str, Sequence] | None = None, n_boot: int = 500, seed: int = 0,
+                  alpha: float = 0.05, old_threshold: float | None = None, new_threshold: float | None = None) -> dict:
+    """What replacing an old verifier's scores by a new one's does to the same trials, overall and per group.
+
+    Each system decides at its own threshold (default: its EER operating point, :func:`eer_threshold`).
+    A negative flip is a trial the old system decided right and the new one wrong (a positive flip the
+    reverse). Rates are balanced like the EER: the mean of the target trials' rate and the non-target
+    trials' rate, so the many non-target trials do not drown the misses. Per row: both EERs, the EER
+    change with a paired speaker-bootstrap interval (the same resample scores both systems), negative
+    and positive flip rates with intervals, flipped trials, and speakers with a newly missed target trial.
+    Returns ``{"thresholds": {"old", "new"}, "rows": [...]}``; the rows feed
+    :class:`fairspeech.updates.check.RegressionGate` as ASR updates' regression tables do.
+    """
+    old_scores, new_scores = np.asarray(old_scores, dtype=np.float64), np.asarray(new_scores, dtype=np.float64)
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    target = np.asarray(target).astype(bool)
+    if not (len(old_scores) == len(new_scores) == len(left) == len(right) == len(target)):
+        raise ValueError("old scores, new scores, left, right and target differ in length")
+    speaker_codes = _checked_speakers(speakers, left, right, target)
+    old_threshold = eer_threshold(old_scores, target) if old_threshold is None else old_threshold
+    new_threshold = eer_threshold(new_scores, target) if new_threshold is None else new_threshold
+    old_right = (old_scores >= old_threshold) == target
+    new_right = (new_scores >= new_threshold) == target
+    negative, positive = old_right & ~new_right, ~old_right & new_right
+    subsets = _group_subsets(left, right, groups, len(speaker_codes))
+    sorted_old = {key: sort_trials(old_scores[idx], target[idx]) for key, idx in subsets.items()}
+    sorted_new = {key: sort_trials(new_scores[idx], target[idx]) for key, idx in subsets.items()}
+
+    def balanced(flags: np.ndarray, idx: np.ndarray, weights: np.ndarray | None) -> float:
+        w = np.ones(len(idx)) if weights is None else weights[idx]
+        t = target[idx]
+        rates = [np.sum(w[m] * flags[idx][m]) / np.sum(w[m]) if np.sum(w[m]) > 0 else np.nan for m in (t, ~t)]
+        return float(np.mean(rates))
+
+    def figures(key, weights):
+        idx = subsets[key]
+        old_eer = eer_from_rates(*error_rates(sorted_old[key], None if weights is None else weights[idx]))
+        new_eer = eer_from_rates(*error_rates(sorted_new[key], None if weights is None else weights[idx]))
+        return old_eer, new_eer, new_eer - old_eer, balanced(negative, idx, weights), balanced(positive, idx, weights)
+
+    names = ("old_eer", "new_eer", "eer_change", "negative_flip_rate", "positive_flip_rate")
+    point = {key: figures(key, None) for key in subsets}
+    boot = {key: np.full((n_boot, len(names)), np.nan) for key in subsets}
+    for b, weights in enumerate(_speaker_resamples(speaker_codes, left, right, n_boot, seed)):
+        for key in subsets:
+            boot[key][b] = figures(key, weights)
+    rows = []
+    for key, idx in subsets.items():
+        low, high = percentile_interval(boot[key], alpha)
+        utts = np.union1d(left[idx], right[idx])
+        missed = idx[negative[idx] & target[idx]]
+        row = {"attribute": key[0], "cohort": key[1] or "(overall)", "speakers": int(len(np.unique(speaker_codes[utts]))),
+               "trials": int(len(idx)), "target_trials": int(target[idx].sum()), "negative_flips": int(negative[idx].sum()),
+               "speakers_with_new_misses": int(len(np.unique(speaker_codes[left[missed]])))}
+        for k, name in enumerate(names):
+            row |= {name: point[key][k], f"{name}_low": float(low[k]), f"{name}_high": float(high[k])}
+        rows.append(row)
+    return _nan_to_none({"thresholds": {"old": old_threshold, "new": new_threshold}, "rows": rows})
 
 
 def _nan_to_none(tree):

@@ -82,24 +82,31 @@ class RegressionGate:
     """Thresholds an update must not exceed in any cohort (confidently: the interval's lower bound).
 
     max_wer_increase: absolute WER change (0.0: any significant increase flags).
-    max_negative_flip_rate: share of utterances that were right and now are not.
+    max_negative_flip_rate: share of utterances that were right and now are not (for a verifier's
+      update table, :func:`fairspeech.metrics.verification.update_report`: the balanced share of trials).
     max_word_negative_flip_rate: share of reference words that were recognized and now are not.
+    max_eer_increase: absolute EER change of a verifier update.
     min_speakers: smaller cohorts are reported but not judged (their intervals say little).
+    A rule whose column the table lacks (WER rules on a verifier's table, EER on an ASR one) is not applied.
     """
 
     max_wer_increase: float = 0.0
     max_negative_flip_rate: float = 0.05
     max_word_negative_flip_rate: float = 0.10
+    max_eer_increase: float = 0.0
     min_speakers: int = 5
 
     def check(self, table: pd.DataFrame) -> pd.DataFrame:
-        rules = (("wer_change_low", self.max_wer_increase, "WER increase"),
-                 ("negative_flip_rate_low", self.max_negative_flip_rate, "negative flips"),
-                 ("word_negative_flip_rate_low", self.max_word_negative_flip_rate, "word negative flips"))
+        rules = [(column, limit, label) for column, limit, label in (
+            ("wer_change_low", self.max_wer_increase, "WER increase"),
+            ("negative_flip_rate_low", self.max_negative_flip_rate, "negative flips"),
+            ("word_negative_flip_rate_low", self.max_word_negative_flip_rate, "word negative flips"),
+            ("eer_change_low", self.max_eer_increase, "EER increase")) if column in table.columns]
         reasons = []
         for _, row in table.iterrows():
             judged = row["speakers"] >= self.min_speakers
-            found = [f"{label} {row[column]:.4f} > {limit}" for column, limit, label in rules if judged and np.isfinite(row[column]) and row[column] > limit]
+            found = [f"{label} {row[column]:.4f} > {limit}" for column, limit, label in rules
+                     if judged and row[column] is not None and np.isfinite(row[column]) and row[column] > limit]
             reasons.append("; ".join(found))
         return table.assign(flagged=[bool(r) for r in reasons], reasons=reasons)
 

@@ -85,7 +85,8 @@ def run_check(args, base: str, candidate: str):
     by = [c for c in args.by.split(",") if c]
     frame, old = decode_splits(base, [args.check])
     _, new = decode_splits(candidate, [args.check])
-    gate = RegressionGate(args.max_wer_increase, args.max_negative_flip_rate, args.max_word_negative_flip_rate, args.min_speakers)
+    gate = RegressionGate(max_wer_increase=args.max_wer_increase, max_negative_flip_rate=args.max_negative_flip_rate,
+                          max_word_negative_flip_rate=args.max_word_negative_flip_rate, min_speakers=args.min_speakers)
     table = gate.check(regression_table(frame, frame[schema.REFERENCE].tolist(), old, new, by, n_boot=args.n_boot, seed=args.seed))
     for row in table.itertuples():
         print(f"  {row.attribute:>12} {row.cohort:<14} WER {100 * row.old_wer:6.2f} -> {100 * row.new_wer:6.2f} "

@@ -26,6 +26,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the config's train.seed)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints, model, eval.json); rerun to resume")
     parser.add_argument("--init-pretrained", default=None, help="a baseline run directory of the same seed and settings: start ARW from its pretraining checkpoint")
+    parser.add_argument("--compatible-with", metavar="OLD_MODEL", default=None,
+                        help="an earlier run's model.safetensors: train through its frozen classifier (backward-compatible, BCT) "
+                             "so new queries score against its gallery; then compare with it (OUT/update.json)")
+    parser.add_argument("--compare-with", metavar="OLD_MODEL", default=None,
+                        help="compare the trained model with this earlier one (old-old, new-new, new-old EER, negative flips, gate) in OUT/update.json")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     parser.add_argument("--skip-eval", action="store_true", help="train only")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f'train.init_pretrained="{args.init_pretrained}"')
     if args.no_progress:
         overrides.append("train.progress=false")
+    if args.compatible_with:
+        overrides.append(f'compat.old_model="{args.compatible_with}"')
     config = load_config(None if args.config == "none" else args.config, overrides)
     out = Path(args.out)
     summary = train(config, out)
@@ -78,7 +85,29 @@ def run(args: argparse.Namespace) -> int:
         groups = ", ".join(f"{g} {_pct(report['groups'][attribute][g]['eer'])}%" for g in fair["groups"])
         print(f"  {attribute}: {groups}; gap {_pct(fair['gap'])} pts, std {_pct(fair['std'])} pts")
     print(f"wrote {eval_path}")
+    old_model = args.compare_with or config.compat.old_model
+    if old_model:
+        _compare(Path(old_model), model_path, out / "update.json", sha)
     return 0
+
+
+def _compare(old_model: Path, model_path: Path, path: Path, sha: str) -> None:
+    from fairspeech.utils import io
+    from fairspeech.verification.compat import compare_models
+
+    key = {"model_sha": sha, "old_model_sha": _sha(old_model)}
+    if path.exists() and {k: json.loads(path.read_text()).get(k) for k in key} == key:
+        report = json.loads(path.read_text())
+    else:
+        report = compare_models(old_model, model_path) | key
+        io.write_json(path, report)
+    eers = ", ".join(f"{name} {_pct(report['systems'][name]['overall']['eer'])}%" for name in report["systems"])
+    print(f"against {old_model}: EER {eers}; compatible (new-old below old-old): {report['compatible']}")
+    for name, update in report["updates"].items():
+        row = update["rows"][0]
+        print(f"  {name} vs old-old: negative flips {_pct(row['negative_flip_rate'])}% [{_pct(row['negative_flip_rate_low'])}, "
+              f"{_pct(row['negative_flip_rate_high'])}], gate {'FLAGGED' if report['gate'][name]['flagged'] else 'passed'}")
+    print(f"wrote {path}")
 
 
 def main(argv=None) -> int:

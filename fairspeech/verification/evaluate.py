@@ -29,24 +29,34 @@ def heldout(config, progress: bool = False):
     return frame, [loaded[s][1] for s in config.data.eval_splits]
 
 
+def eval_trials(frame: pd.DataFrame, ec) -> Trials:
+    """The held-out trials of ``frame``'s speakers, as the config draws them (the same for every model)."""
+    missing = [g for g in ec.groups if g not in frame.columns]
+    if missing:
+        raise KeyError(f"eval.groups {missing} are not manifest columns")
+    return build_trials(frame[schema.SPEAKER_ID], ec.max_nontarget, ec.trial_seed)
+
+
+def score_report(scores: np.ndarray, trials: Trials, frame: pd.DataFrame, ec) -> dict:
+    """EER/minDCF overall and per ``ec.groups`` with speaker-bootstrap intervals for scored trials."""
+    report = verification_report(scores, trials.left, trials.right, trials.target, frame[schema.SPEAKER_ID].astype(str).to_numpy(),
+                                 {g: frame[g].to_numpy() for g in ec.groups}, n_boot=ec.n_boot, seed=ec.trial_seed, alpha=ec.alpha, p_target=ec.p_target)
+    report["trials"] = trials.summary() | {"max_nontarget": ec.max_nontarget, "trial_seed": ec.trial_seed, "score_norm": ec.score_norm}
+    return report
+
+
 def report_for_embeddings(embeddings: np.ndarray, frame: pd.DataFrame, ec, cohort: np.ndarray | None = None) -> dict:
     """Build trials on ``frame``'s speakers, score them (AS-norm against ``cohort`` if the config asks) and report."""
     if len(embeddings) != len(frame):
         raise ValueError(f"{len(embeddings)} embeddings for {len(frame)} held-out utterances")
-    missing = [g for g in ec.groups if g not in frame.columns]
-    if missing:
-        raise KeyError(f"eval.groups {missing} are not manifest columns")
-    trials: Trials = build_trials(frame[schema.SPEAKER_ID], ec.max_nontarget, ec.trial_seed)
+    trials = eval_trials(frame, ec)
     if ec.score_norm == "asnorm":
         if cohort is None:
             raise ValueError("eval.score_norm = 'asnorm' needs cohort embeddings")
         scores = as_norm_scores(embeddings, cohort, trials, ec.asnorm_top_k)
     else:
         scores = cosine_scores(embeddings, trials)
-    report = verification_report(scores, trials.left, trials.right, trials.target, frame[schema.SPEAKER_ID].astype(str).to_numpy(),
-                                 {g: frame[g].to_numpy() for g in ec.groups}, n_boot=ec.n_boot, seed=ec.trial_seed, alpha=ec.alpha, p_target=ec.p_target)
-    report["trials"] = trials.summary() | {"max_nontarget": ec.max_nontarget, "trial_seed": ec.trial_seed, "score_norm": ec.score_norm}
-    return report
+    return score_report(scores, trials, frame, ec)
 
 
 def evaluate_model(model_path: str | Path, progress: bool = False) -> dict:

@@ -83,6 +83,15 @@ class ARWConfig:
 
 
 @dataclass
+class CompatConfig:
+    """Backward-compatible training (BCT, Shen et al. 2020): the new embedding also goes through the old
+    model's frozen classifier, so new queries can be scored against the old model's enrolled gallery."""
+
+    old_model: str | None = None  # an earlier run's model.safetensors (its classifier.safetensors beside it)
+    weight: float = 1.0  # of the influence loss, per sample (ARW's weights apply to it too)
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     threads: int = 1
@@ -124,6 +133,7 @@ class VerifierConfig:
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     arw: ARWConfig = field(default_factory=ARWConfig)
+    compat: CompatConfig = field(default_factory=CompatConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -178,6 +188,58 @@ class VerifierObjective:
     def __call__(self, learner, batch: SpeakerBatch) -> StepLoss:
         embeddings, sample_loss, i, j, pair_loss = learner(batch.features, batch.labels)
         return StepLoss(sample_loss, embeddings, embeddings, pairs=(i, j, pair_loss), pair_weight=self.pair_loss_weight, name="aam")
+
+
+class CompatibleObjective(VerifierObjective):
+    """:class:`VerifierObjective` plus BCT's influence loss: AAM-softmax of the new embedding through the
+    old model's frozen classifier, for samples whose speaker the old model was trained on (the others get
+    none: the old classifier has no class for them)."""
+
+    def __init__(self, pair_loss_weight: float, old_head: "AAMSoftmax", old_labels: torch.Tensor, weight: float):
+        super().__init__(pair_loss_weight)
+        self.old_head = old_head.requires_grad_(False)
+        self.old_labels = old_labels  # new speaker index -> old class, -1 where the old model has none
+        self.weight = weight
+
+    def __call__(self, learner, batch: SpeakerBatch) -> StepLoss:
+        loss = super().__call__(learner, batch)
+        device = loss.embeddings.device
+        self.old_head.to(device)
+        old = self.old_labels.to(device)[batch.labels]
+        known = old >= 0
+        influence = torch.zeros_like(loss.per_sample)
+        if known.any():
+            influence[known] = self.old_head(loss.embeddings[known], old[known])
+        loss.per_sample = loss.per_sample + self.weight * influence
+        loss.stats["influence"] = float(influence[known].detach().mean()) if known.any() else 0.0
+        return loss
+
+
+CLASSIFIER_FILE = "classifier.safetensors"
+
+
+def load_classifier(model_path: str | Path) -> tuple[AAMSoftmax, list[str]]:
+    """The AAM-softmax head saved beside a trained extractor, and its classes' speaker ids."""
+    path = Path(model_path).parent / CLASSIFIER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no classifier beside {model_path} (compat.old_model needs a run of fairspeech train-verifier)")
+    weights, meta = ckpt.load_weights(path)
+    head = AAMSoftmax(weights["weight"].shape[1], weights["weight"].shape[0], meta["margin"], meta["scale"])
+    head.load_state_dict(weights)
+    return head.eval(), list(meta["speakers"])
+
+
+def compatible_objective(config: VerifierConfig, speaker_names: Sequence[str]) -> CompatibleObjective:
+    """The influence objective toward ``config.compat.old_model``; its embedding size must be ours."""
+    head, old_speakers = load_classifier(config.compat.old_model)
+    if head.weight.shape[1] != config.model.embedding_dim:
+        raise ConfigError(f"compat.old_model {config.compat.old_model} embeds in {head.weight.shape[1]} dimensions, "
+                          f"model.embedding_dim is {config.model.embedding_dim}", "config", "compat", "old_model")
+    index = {name: k for k, name in enumerate(old_speakers)}
+    old_labels = torch.tensor([index.get(str(name), -1) for name in speaker_names], dtype=torch.int64)
+    if not (old_labels >= 0).any():
+        raise ValueError(f"compat.old_model {config.compat.old_model}: none of its {len(old_speakers)} training speakers is among ours")
+    return CompatibleObjective(config.loss.pair_loss_weight, head, old_labels, config.compat.weight)
 
 
 def _fingerprint(config: VerifierConfig) -> dict:
@@ -268,7 +330,9 @@ def train(config: VerifierConfig, exp_dir: str | Path, stop_after_steps: int | N
         progress["pretrained_from"] = str(start_from[0])
 
     callbacks = [reweighter_for(config, len(frame)), Snapshot(arw.pretrain_steps, exp_dir / "pretrain")]
-    trainer = Trainer(learner, VerifierObjective(config.loss.pair_loss_weight), TrainerConfig.from_settings(tc), callbacks, exp_dir,
+    objective = (compatible_objective(config, list(speaker_names)) if config.compat.old_model
+                 else VerifierObjective(config.loss.pair_loss_weight))
+    trainer = Trainer(learner, objective, TrainerConfig.from_settings(tc), callbacks, exp_dir,
                       name=f"train {config.name}")
     result = trainer.fit(lambda epoch: range(tc.steps), 1, make_batch=make_batch, total_steps=tc.steps, stop_after_steps=stop_after_steps,
                          start_from=start_from, progress_defaults={"fingerprint": fingerprint}, check_start=check_start)
@@ -279,6 +343,9 @@ def train(config: VerifierConfig, exp_dir: str | Path, stop_after_steps: int | N
                "pretrained_from": trainer.progress.get("pretrained_from"), "log": result["log"]}
     if main_rank:
         ckpt.save_model(exp_dir / "model.safetensors", learner.extractor, {"config": config.to_dict(), "step": result["steps"]})
+        # The classifier, so a later model can be trained compatible with this one (compat.old_model).
+        ckpt.save_model(exp_dir / CLASSIFIER_FILE, learner.aam, {"speakers": [str(n) for n in speaker_names], "margin": config.loss.aam_margin,
+                                                                "scale": config.loss.aam_scale})
         io.write_json(exp_dir / "train_summary.json", summary)
     return summary
 

@@ -53,9 +53,14 @@ def build_trials(speakers: Sequence, max_nontarget: int | None = None, seed: int
     return Trials(left.astype(np.int64), right.astype(np.int64), target)
 
 
-def cosine_scores(embeddings: np.ndarray, trials: Trials) -> np.ndarray:
+def cosine_scores(embeddings: np.ndarray, trials: Trials, query: np.ndarray | None = None) -> np.ndarray:
+    """Cosine score per trial; with ``query``, the left side is the enrolled ``embeddings`` (a gallery,
+    e.g. an old model's) and the right side the ``query`` embeddings of the same utterances (a new model's)."""
     z = l2_normalize(np.asarray(embeddings, dtype=np.float64))
-    return np.einsum("ij,ij->i", z[trials.left], z[trials.right])
+    q = z if query is None else l2_normalize(np.asarray(query, dtype=np.float64))
+    if q.shape != z.shape:
+        raise ValueError(f"gallery embeddings {z.shape} and query embeddings {q.shape} differ in shape")
+    return np.einsum("ij,ij->i", z[trials.left], q[trials.right])
 
 
 def as_norm_scores(embeddings: np.ndarray, cohort: np.ndarray, trials: Trials, top_k: int = 50) -> np.ndarray:
