@@ -294,3 +294,33 @@ def test_diff_cli_creates_and_applies_an_update_of_a_saved_transformers_model(sa
     trained = transformers.Wav2Vec2ForCTC.from_pretrained(exp / "model", local_files_only=True).state_dict()
     assert all(torch.equal(applied[k], trained[k]) for k in trained)
     assert (tmp_path / "applied" / "vocab.json").exists()  # the processor travels with the weights
+
+
+def test_diff_apply_checks_a_transformers_update_per_cohort_before_writing_it(saved_model_and_manifest, tmp_path, capsys):
+    """``diff apply hf:BASE DIFF --check SPLIT --manifest M``: both folders decode M's SPLIT rows; the regression
+    gate decides whether the updated folder is written."""
+    import pandas as pd
+
+    from fairspeech.cli import main
+
+    model_dir, manifest_path = saved_model_and_manifest
+    checked = tmp_path / "checked.csv"
+    pd.read_csv(manifest_path).assign(split="test").to_csv(checked, index=False)
+    exp = tmp_path / "update"
+    assert main(["diff", "create", "--model", f"hf:{model_dir}", "--manifest", str(manifest_path), "--exp-dir", str(exp),
+                 "--density", "0.05", "--epochs", "1", "--lr", "1e-3", "--value-dtype", "float32"]) in (0, None)
+    diff = str(exp / "update.diff.safetensors")
+    check = ["--check", "test", "--manifest", str(checked), "--by", "accent", "--min-speakers", "1", "--n-boot", "50"]
+    lenient = ["--max-wer-increase", "10", "--max-negative-flip-rate", "1", "--max-word-negative-flip-rate", "1"]
+    assert main(["diff", "apply", f"hf:{model_dir}", diff, "--out", str(tmp_path / "applied")] + check + lenient) in (0, None)
+    printed = capsys.readouterr().out
+    assert "no cohort flagged" in printed and all(f"accent {c}" in " ".join(printed.split()) for c in "abc")
+    applied = transformers.Wav2Vec2ForCTC.from_pretrained(tmp_path / "applied", local_files_only=True).state_dict()
+    trained = transformers.Wav2Vec2ForCTC.from_pretrained(exp / "model", local_files_only=True).state_dict()
+    assert all(torch.equal(applied[k], trained[k]) for k in trained)
+    with pytest.raises(SystemExit) as stopped:  # a gate every cohort fails: nothing is written
+        main(["diff", "apply", f"hf:{model_dir}", diff, "--out", str(tmp_path / "refused")] + check + ["--max-wer-increase", "-10"])
+    assert stopped.value.code == 2 and not (tmp_path / "refused").exists()
+    assert "NOT applied" in capsys.readouterr().out
+    assert main(["diff", "apply", f"hf:{model_dir}", diff, "--out", str(tmp_path / "x"), "--check", "test"]) == 2
+    assert "needs --manifest" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -75,16 +76,48 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-speakers", type=int, default=gate.min_speakers, help="smallest cohort judged (default: %(default)s)")
     group.add_argument("--n-boot", type=int, default=1000, help="speaker bootstrap replicates (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    group.add_argument("--manifest", dest="check_manifest", default=None,
+                       help="hf: bases: the manifest whose SPLIT rows (audio_path, reference) the check decodes")
+    group.add_argument("--audio-dir", dest="check_audio_dir", default=None, help="hf: bases: folder relative audio paths are under")
 
 
 def run_check(args, base: str, candidate: str):
-    """The check's table for ``candidate`` against ``base`` on ``args.check``, printed; returns it."""
+    """The check's table for ``candidate`` against ``base`` on ``args.check``, printed; returns it. fairspeech
+    models decode the split of their own config; transformers folders (hf:) that of ``--manifest``."""
+    if base.startswith("hf:"):
+        frame, old = decode_hf_split(args, base)
+        _, new = decode_hf_split(args, candidate)
+    else:
+        from fairspeech.updates.check import decode_splits
+
+        frame, old = decode_splits(base, [args.check])
+        _, new = decode_splits(candidate, [args.check])
+    return _gate_table(args, frame, old, new)
+
+
+def decode_hf_split(args, model: str):
+    """(rows of --manifest's ``args.check`` split, the transformers model's greedy hypotheses of them)."""
+    from fairspeech.asr.data import resolve_audio_paths
+    from fairspeech.asr.user_model import load_model
     from fairspeech.data import schema
-    from fairspeech.updates.check import RegressionGate, decode_splits, regression_table
+    from fairspeech.data.manifest import read_manifest
+    from fairspeech.errors import InputError
+
+    if not args.check_manifest:
+        raise InputError(f"--check on {model} needs --manifest: the rows of its split {args.check!r} are decoded by both models")
+    frame = resolve_audio_paths(read_manifest(args.check_manifest, require_hypothesis=False).frame, args.check_manifest, args.check_audio_dir)
+    if schema.SPLIT not in frame.columns or not (frame[schema.SPLIT] == args.check).any():
+        raise InputError(f"{args.check_manifest}: no rows with {schema.SPLIT} == {args.check!r} to check on")
+    frame = frame[frame[schema.SPLIT] == args.check].reset_index(drop=True)
+    loaded = load_model(model)
+    return frame, loaded.transcribe(loaded.dataset(frame, with_targets=False))
+
+
+def _gate_table(args, frame, old: list[str], new: list[str]):
+    from fairspeech.data import schema
+    from fairspeech.updates.check import RegressionGate, regression_table
 
     by = [c for c in args.by.split(",") if c]
-    frame, old = decode_splits(base, [args.check])
-    _, new = decode_splits(candidate, [args.check])
     gate = RegressionGate(max_wer_increase=args.max_wer_increase, max_negative_flip_rate=args.max_negative_flip_rate,
                           max_word_negative_flip_rate=args.max_word_negative_flip_rate, min_speakers=args.min_speakers)
     table = gate.check(regression_table(frame, frame[schema.REFERENCE].tolist(), old, new, by, n_boot=args.n_boot, seed=args.seed))
@@ -136,7 +169,6 @@ def run_create_user_model(args, ratio: float) -> None:
 
 def apply_to_hf_folder(base: str, diff_path: str, out: str) -> dict:
     """Apply a diff made with ``create --model hf:PATH`` to that transformers folder; writes ``out`` (a folder)."""
-    import shutil
 
     from fairspeech.asr.hf import _transformers
 
@@ -187,10 +219,19 @@ def run_apply(args) -> None:
     out = Path(args.out)
     try:
         if args.base.startswith("hf:"):
-            if args.check:
-                raise SystemExit("error: --check decodes fairspeech models; for hf: bases apply, then audit with --asr hf:OUT")
-            header = apply_to_hf_folder(args.base[3:], args.diff, args.out)
-            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}")
+            if not args.check:
+                header = apply_to_hf_folder(args.base[3:], args.diff, args.out)
+                print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}")
+                return
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out.parent, prefix=".diff-candidate-") as tmp:
+                candidate = Path(tmp) / "model"
+                header = apply_to_hf_folder(args.base[3:], args.diff, str(candidate))
+                flagged = _flagged(run_check(args, args.base, f"hf:{candidate}"), args, out)
+                if out.exists():  # a folder: replaced whole, so no file of the old model stays beside the new weights
+                    shutil.rmtree(out)
+                os.replace(candidate, out)
+            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}" + (" despite flags (--force)" if flagged else "; no cohort flagged"))
             return
         if not args.check:
             header = fmt.apply_diff_file(args.base, args.diff, out)
@@ -200,16 +241,21 @@ def run_apply(args) -> None:
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".diff-candidate-") as tmp:
             candidate = Path(tmp) / "model.safetensors"
             header = fmt.apply_diff_file(args.base, args.diff, candidate)
-            table = run_check(args, args.base, str(candidate))
-            flagged = table[table.flagged]
-            if len(flagged) and not args.force:
-                print(f"NOT applied: {len(flagged)} cohort(s) flagged; {out} left as it was (--force to apply anyway)")
-                raise SystemExit(2)
+            flagged = _flagged(run_check(args, args.base, str(candidate)), args, out)
             os.replace(candidate, out)
             os.replace(candidate.with_suffix(".json"), out.with_suffix(".json"))
-            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}" + (" despite flags (--force)" if len(flagged) else "; no cohort flagged"))
+            print(f"applied {header['diff_type']} diff (density {header['density']:.4f}) -> {out}" + (" despite flags (--force)" if flagged else "; no cohort flagged"))
     except fmt.DiffError as error:
         raise SystemExit(f"error: {error}")
+
+
+def _flagged(table, args, out: Path) -> int:
+    """Flagged cohorts of the check; stops (exit 2, ``out`` untouched) unless ``--force``."""
+    flagged = int(table.flagged.sum())
+    if flagged and not args.force:
+        print(f"NOT applied: {flagged} cohort(s) flagged; {out} left as it was (--force to apply anyway)")
+        raise SystemExit(2)
+    return flagged
 
 
 def run_inspect(args) -> None:
