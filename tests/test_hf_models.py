@@ -324,3 +324,46 @@ def test_diff_apply_checks_a_transformers_update_per_cohort_before_writing_it(sa
     assert "NOT applied" in capsys.readouterr().out
     assert main(["diff", "apply", f"hf:{model_dir}", diff, "--out", str(tmp_path / "x"), "--check", "test"]) == 2
     assert "needs --manifest" in capsys.readouterr().err
+
+
+def test_audit_cli_transcribes_with_a_saved_whisper_folder(saved_model_and_manifest, tmp_path):
+    """``fairspeech audit --asr hf:PATH`` on a Whisper folder (model, feature extractor, tokenizer): Whisper's
+    own ``generate`` writes the hypotheses the audit scores."""
+    import json
+
+    import pandas as pd
+
+    from fairspeech.cli import main
+
+    _, manifest_path = saved_model_and_manifest
+    folder = tmp_path / "whisper"
+    chars = "abcdxy"
+    vocab = {"<|endoftext|>": 0, "<|startoftranscript|>": 1, "<|notimestamps|>": 2, "Ġ": 3, **{c: i + 4 for i, c in enumerate(chars)}}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    special = "<|endoftext|>"
+    tokenizer = transformers.WhisperTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), unk_token=special,
+                                              bos_token=special, eos_token=special, pad_token=special)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|startoftranscript|>", "<|notimestamps|>"]})
+    processor = transformers.WhisperProcessor(feature_extractor=transformers.WhisperFeatureExtractor(feature_size=8, chunk_length=1),
+                                              tokenizer=tokenizer)
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(  # 1 s windows: 100 log-mel frames = 2 x max_source_positions
+        vocab_size=len(tokenizer), num_mel_bins=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=16, decoder_ffn_dim=16, d_model=16, max_source_positions=50, max_target_positions=16, pad_token_id=0,
+        bos_token_id=0, eos_token_id=0, decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None)
+    model = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config.max_length = 8
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    out = tmp_path / "audit"
+    assert main(["audit", str(manifest_path), "--asr", f"hf:{folder}", "--by", "accent", "--out", str(out), "--n-boot", "20",
+                 "--n-permutations", "20", "--no-progress"]) == 0
+    scored = pd.read_parquet(out / "alignments.parquet")
+    assert len(scored) == 12 and scored["ref_words"].sum() == 36
+    assert (scored["substitutions"] + scored["insertions"] >= 1).all()  # every utterance got a non-empty hypothesis
+    assert "accent" in json.dumps(json.loads((out / "audit.json").read_text())["cohort_tables"])
+    from fairspeech.asr.user_model import load_model
+
+    hyps = load_model(f"hf:{folder}").transcribe_many([tmp_path / "u0.wav", tmp_path / "u1.wav"], progress=False)
+    assert all(h and "<|" not in h for h in hyps)  # special tokens stripped by the processor
