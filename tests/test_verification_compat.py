@@ -127,3 +127,28 @@ def test_compat_refuses_an_old_model_of_another_embedding_size(corpus, tmp_path)
     wider = load_config(None, tiny(corpus, feats, "model.embedding_dim=12", f'compat.old_model="{tmp_path / "old" / "model.safetensors"}"'))
     with pytest.raises(ConfigError, match="embedding_dim"):
         train(wider, tmp_path / "new")
+
+
+def test_recipe_summary_reads_every_run_and_checks_the_targets(corpus, tmp_path):
+    """recipes/verifier_compat on the tone corpus: old, baseline, new (ARW from the baseline's pretraining) and
+    compatible runs of one seed, summarized with ARW's weight shares per group."""
+    from conftest import load_recipe_module
+
+    summarize = load_recipe_module("verifier_compat", "summarize")
+    runs, feats = tmp_path / "runs", tmp_path / "f"
+    settings = [a for s in tiny(corpus, feats, "train.steps=12") for a in ("--set", s)]
+    old = str(runs / "old-s0" / "model.safetensors")
+    base = ["train-verifier", "--config", "none", "--no-progress"]
+    assert cli.main(base + ["--seed", "100", "--out", str(runs / "old-s0")] + settings) == 0
+    assert cli.main(base + ["--seed", "0", "--out", str(runs / "baseline-s0")] + settings) == 0
+    assert cli.main(base + ["--seed", "0", "--arw", "--init-pretrained", str(runs / "baseline-s0"), "--compare-with", old,
+                            "--out", str(runs / "new-s0")] + settings) == 0
+    assert cli.main(base + ["--seed", "0", "--arw", "--compatible-with", old, "--out", str(runs / "compatible-s0")] + settings) == 0
+    summarize.main([str(runs), "--out", str(tmp_path / "verifier_compat.json")])
+    result = json.loads((tmp_path / "verifier_compat.json").read_text())
+    assert result["seeds"] == [0] and set(result["mean_eer"]["compatible"]) == {"old-old", "new-new", "new-old"}
+    weights = result["per_seed"]["0"]["arw_vs_baseline"]["arw_weights"]
+    for attribute in ("gender", "voice_family"):
+        assert 0 <= weights[attribute]["cluster_nmi"] <= 1
+        assert len(weights[attribute]["weight_share_over_utterance_share"]) >= 1
+    assert isinstance(result["targets"]["0"]["compatible_new_old_below_old_old"], bool)
