@@ -27,7 +27,6 @@ computes them from the manifest's audio with resemblyzer's bundled encoder (the 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
